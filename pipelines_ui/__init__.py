@@ -1,0 +1,1 @@
+"""Pipelines UI: the Django project that owns the state (database) and the broadcasting."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DataConfig(AppConfig):
+    name = "pipelines_ui.data"
+    label = "data"

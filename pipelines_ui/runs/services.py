@@ -1,0 +1,677 @@
+"""The run engine's server side: submit, advance, dispatch, ingest step events, reconcile.
+
+Every change of a run's or a step's state happens here, inside `transaction.atomic()` with the
+run row locked first and then its steps (R10). What the pure `runner.transitions` decides is
+applied; jobs leave for the broker and events for browsers only after commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from pipelines_ui.accounts.models import ApiToken
+from pipelines_ui.compute.models import ComputeTarget, Worker
+from pipelines_ui.data.models import Artifact, Datastore
+from pipelines_ui.pipelines.models import Endpoint, Pipeline, PipelineVersion, Schedule
+from pipelines_ui.pipelines.services import SpecInvalid, check_spec, component_registry
+from pipelines_ui.runs.broadcast import broadcast
+from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
+from runner import transitions
+from runner.components import ComponentDef
+from runner.fingerprint import explain_changes, fingerprint, fingerprint_parts
+from runner.messages import CONTRACT_VERSION, StepJob, parse_step_job, parse_step_report
+from runner.spec import Spec, SpecError, check_run_parameters, resolve_params
+
+log = logging.getLogger(__name__)
+
+
+class StepTokenInvalid(Exception):
+    """The report's token is not the one issued for that step attempt (401)."""
+
+
+class AttemptStale(Exception):
+    """The report is about an attempt that is no longer current (409: the worker stops)."""
+
+
+# --- Submitting -----------------------------------------------------------------------------
+
+
+def submit_run(
+    pipeline: Pipeline,
+    *,
+    parameters: dict[str, Any] | None = None,
+    version: PipelineVersion | None = None,
+    user=None,
+    token: ApiToken | None = None,
+    trigger: str = Run.Trigger.USER,
+    endpoint: Endpoint | None = None,
+    schedule: Schedule | None = None,
+    rerun_of: Run | None = None,
+    tags: Iterable[str] = (),
+    note: str = "",
+) -> Run:
+    """Freeze the spec and parameters, create the step runs and start what is ready.
+
+    Raises SpecInvalid for a bad spec, bad parameters or an unknown compute target. The run is
+    committed before any job is sent, so a broker outage leaves it queued, never lost (R5).
+    """
+    workspace = pipeline.workspace
+    spec = check_spec(workspace, version.spec if version else pipeline.spec)
+    values, errors = check_run_parameters(spec, parameters or {})
+    if errors:
+        raise SpecInvalid(errors, "The run parameters are invalid.")
+    targets = _compute_targets(workspace, spec)
+    with transaction.atomic():
+        run = Run.objects.create(
+            workspace=workspace, pipeline=pipeline, version=version, spec=spec.to_dict(),
+            parameters=values, trigger=trigger, triggered_by=user, token=token,
+            endpoint=endpoint, schedule=schedule, rerun_of=rerun_of, note=note,
+        )
+        RunTag.objects.bulk_create([RunTag(run=run, name=tag) for tag in set(tags)])
+        StepRun.objects.bulk_create([
+            StepRun(run=run, node=node.id, component=node.component,
+                    compute_target=targets[node.compute], allow_reuse=node.allow_reuse)
+            for node in spec.nodes
+        ])
+        advance_run(run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def _compute_targets(workspace, spec: Spec) -> dict[str, ComputeTarget]:
+    names = {node.compute for node in spec.nodes}
+    targets = {t.name: t for t in ComputeTarget.objects.filter(workspace=workspace, name__in=names)}
+    errors = [
+        SpecError(node.id, "compute", f"unknown compute target {node.compute!r} in this workspace")
+        for node in spec.nodes if node.compute not in targets
+    ]
+    if errors:
+        raise SpecInvalid(errors, "The pipeline names compute targets that do not exist.")
+    return targets
+
+
+def cancel_run(run_id: int) -> Run:
+    """Cancel what has not finished: pending and queued steps at once, running ones via
+    their worker (told in the reply to its next report), or by the reconciler after a timeout."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if not run.is_finished and not run.canceling:
+            run.canceling = True
+            run.save(update_fields=["canceling"])
+            _advance(run)
+    run.refresh_from_db()
+    return run
+
+
+# --- Advancing a run -----------------------------------------------------------------------
+
+
+@dataclass
+class _Changes:
+    """What a transaction changed, broadcast once it commits."""
+
+    run_id: int
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def step(self, step: StepRun) -> None:
+        self.events.append(step_event(step))
+
+    def publish_on_commit(self) -> None:
+        if self.events:
+            events = list(self.events)
+            transaction.on_commit(lambda: [broadcast(self.run_id, e) for e in events])
+            self.events.clear()
+
+
+def step_event(step: StepRun) -> dict[str, Any]:
+    return {
+        "type": "step", "node": step.node, "state": step.state, "attempt": step.attempt,
+        "error": step.error, "reused_from": step.reused_from_id,
+        "started_at": _iso(step.started_at), "finished_at": _iso(step.finished_at),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def advance_run(run_id: int) -> None:
+    """Apply every transition that is due for the run (idempotent)."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        _advance(run)
+
+
+def _advance(run: Run) -> None:
+    """With the run row locked: act on `next_actions` until nothing is left to do."""
+    spec = run_spec(run)
+    steps = {s.node: s for s in StepRun.objects.select_for_update().filter(run=run)
+             .select_related("compute_target")}
+    policies = {n.id: transitions.NodePolicy(n.retries, n.continue_on_failure) for n in spec.nodes}
+    parents = spec.parents()
+    changes = _Changes(run.pk)
+    registry: dict[str, ComponentDef] | None = None
+    for _ in range(len(steps) * 3 + 3):  # each pass settles at least one step
+        views = {node: _view(step) for node, step in steps.items()}
+        actions = transitions.next_actions(parents, policies, views, canceling=run.canceling)
+        if not actions:
+            break
+        for action in actions:
+            if isinstance(action, transitions.Ready):
+                registry = registry or component_registry(run.workspace)
+                _start_step(run, spec, steps[action.node], steps, registry)
+            elif isinstance(action, transitions.Skip):
+                _end_step(steps[action.node], "skipped", action.reason)
+            elif isinstance(action, transitions.Cancel):
+                _end_step(steps[action.node], "canceled", "canceled")
+            elif isinstance(action, transitions.RequestCancel):
+                step = steps[action.node]
+                step.cancel_requested_at = timezone.now()
+                step.save(update_fields=["cancel_requested_at"])
+            elif isinstance(action, transitions.FinishRun):
+                _finish_run(run, action.status, changes)
+            if not isinstance(action, transitions.FinishRun):
+                changes.step(steps[action.node])
+    _mark_running(run, steps.values(), changes)
+    changes.publish_on_commit()
+
+
+def _view(step: StepRun) -> transitions.StepView:
+    return transitions.StepView(step.state, step.attempt, step.cancel_requested)
+
+
+_spec_cache: dict[int, Spec] = {}
+
+
+def run_spec(run: Run) -> Spec:
+    """The run's frozen spec, parsed once per process (it never changes)."""
+    spec = _spec_cache.get(run.pk)
+    if spec is None:
+        spec = check_spec(run.workspace, run.spec)
+        if len(_spec_cache) > 1000:
+            _spec_cache.clear()
+        _spec_cache[run.pk] = spec
+    return spec
+
+
+def _start_step(run: Run, spec: Spec, step: StepRun, steps: dict[str, StepRun],
+                registry: dict[str, ComponentDef]) -> None:
+    """A ready step: reuse an earlier identical step's outputs, or queue a new attempt."""
+    node = spec.node(step.node)
+    step.params = resolve_params(node, run.parameters)
+    step.inputs = {
+        port: steps[parent].outputs[parent_port]
+        for port, (parent, parent_port) in spec.inputs_of(node.id).items()
+        if parent_port in steps[parent].outputs
+    }
+    step.fingerprint_parts = fingerprint_parts(
+        code_digest=registry[node.component].code_digest,
+        params=step.params,
+        inputs=step.inputs,
+        environment=_environment(node, step.compute_target),
+    )
+    step.fingerprint = fingerprint(step.fingerprint_parts)
+    step.save()
+    step.consumed.set(Artifact.objects.filter(workspace=run.workspace_id,
+                                              digest__in=step.inputs.values()))
+    earlier = _reusable_step(run, step) if node.allow_reuse else None
+    if earlier is not None:
+        now = timezone.now()
+        step.state = "reused"
+        step.outputs = earlier.outputs
+        step.reused_from = earlier
+        step.reason = f"reused the outputs of run {earlier.run_id} (step {earlier.node})"
+        step.started_at = step.finished_at = now
+        step.save()
+        return
+    step.reason = "; ".join(explain_changes(_previous_parts(run, step), step.fingerprint_parts))
+    _new_attempt(step, attempt=step.attempt + 1)
+
+
+def _environment(node, target: ComputeTarget | None) -> dict[str, Any]:
+    return {
+        "component": node.component,
+        "python": (target.python if target else "") or "worker default",
+        "env": dict(node.env),
+        "secrets": sorted(node.secrets),
+    }
+
+
+def _reusable_step(run: Run, step: StepRun) -> StepRun | None:
+    """The latest succeeded step with the same fingerprint whose outputs all still exist."""
+    candidates = (
+        StepRun.objects.filter(run__workspace=run.workspace_id, fingerprint=step.fingerprint,
+                               state="succeeded", allow_reuse=True)
+        .exclude(run=run)
+        .order_by("-finished_at")[:5]
+    )
+    for candidate in candidates:
+        digests = set(candidate.outputs.values())
+        found = Artifact.objects.filter(workspace=run.workspace_id, digest__in=digests).count()
+        if found == len(digests):
+            return candidate
+    return None
+
+
+def _previous_parts(run: Run, step: StepRun) -> dict[str, Any] | None:
+    previous = (
+        StepRun.objects.filter(run__pipeline=run.pipeline_id, node=step.node)
+        .exclude(run=run).exclude(fingerprint="")
+        .order_by("-run__created_at", "-id")
+        .values_list("fingerprint_parts", flat=True)
+        .first()
+    )
+    return previous or None
+
+
+def _new_attempt(step: StepRun, attempt: int) -> None:
+    """Queue attempt number `attempt` under a fresh id; the job leaves after commit."""
+    step.state = "queued"
+    step.attempt = attempt
+    step.attempt_id = uuid.uuid4().hex
+    step.claim = ""
+    step.queued_at = timezone.now()
+    step.dispatched_at = None
+    step.started_at = step.finished_at = step.last_heartbeat_at = None
+    step.worker, step.pid, step.exit_code = "", None, None
+    step.error = step.traceback = ""
+    step.save()
+    transaction.on_commit(partial(dispatch, step.pk, step.attempt_id))
+
+
+def _end_step(step: StepRun, state: str, error: str) -> None:
+    step.state = state
+    step.error = error
+    step.finished_at = timezone.now()
+    step.save(update_fields=["state", "error", "finished_at"])
+
+
+def _finish_run(run: Run, status: str, changes: _Changes) -> None:
+    if run.is_finished:
+        return
+    run.status = status
+    run.finished_at = timezone.now()
+    run.started_at = run.started_at or run.finished_at
+    run.save(update_fields=["status", "finished_at", "started_at"])
+    changes.events.append(run_event(run))
+
+
+def _mark_running(run: Run, steps: Iterable[StepRun], changes: _Changes) -> None:
+    if run.status == "queued" and any(s.state != "pending" for s in steps):
+        run.status = "running"
+        run.started_at = timezone.now()
+        run.save(update_fields=["status", "started_at"])
+        changes.events.append(run_event(run))
+
+
+def run_event(run: Run) -> dict[str, Any]:
+    return {"type": "run", "status": run.status, "canceling": run.canceling,
+            "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at)}
+
+
+# --- Dispatching ---------------------------------------------------------------------------
+
+
+def step_token(step_run_id: int, attempt_id: str) -> str:
+    """The attempt's credential: an HMAC of the server's key, valid for that attempt alone."""
+    message = f"step-attempt:{step_run_id}:{attempt_id}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def dispatch(step_run_id: int, attempt_id: str) -> bool:
+    """Send the attempt's StepJob to its target's queue. False (and nothing recorded) when the
+    attempt is no longer queued or the broker is unreachable: the reconciler sends it later."""
+    from pipelines_ui.celery import app
+
+    step = (StepRun.objects.select_related("run__workspace", "compute_target")
+            .filter(pk=step_run_id, attempt_id=attempt_id, state="queued").first())
+    if step is None:
+        return False
+    job = build_job(step)
+    try:
+        app.send_task("runner.run_step", args=[job], queue=step.compute_target.queue,
+                      retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
+                                                "interval_step": 0.5, "interval_max": 1})
+    except Exception:  # the broker is down: the step stays queued, undispatched (R5)
+        log.warning("could not send step run %s to the broker", step_run_id, exc_info=True)
+        return False
+    StepRun.objects.filter(pk=step_run_id, attempt_id=attempt_id,
+                           dispatched_at__isnull=True).update(dispatched_at=timezone.now())
+    return True
+
+
+def build_job(step: StepRun) -> StepJob:
+    run = step.run
+    spec = run_spec(run)
+    node = spec.node(step.node)
+    component = component_registry(run.workspace)[node.component]
+    params = dict(step.params)
+    code = _job_code(component, params)
+    artifacts = {a.digest: a for a in Artifact.objects.filter(
+        workspace=run.workspace_id, digest__in=step.inputs.values())}
+    job: StepJob = {
+        "version": CONTRACT_VERSION,
+        "run_id": str(run.pk),
+        "step_run_id": step.pk,
+        "node": step.node,
+        "attempt": step.attempt,
+        "attempt_id": step.attempt_id,
+        "token": step_token(step.pk, step.attempt_id),
+        "server_url": settings.PIPELINES_SERVER_URL,
+        "component": node.component,
+        "command": list(component.command),
+        "code": code,
+        "params": params,
+        "inputs": {port: {"digest": digest, "uri": artifacts[digest].uri,
+                          "size": artifacts[digest].size}
+                   for port, digest in step.inputs.items() if digest in artifacts},
+        "outputs": [port.name for port in node.outputs],
+        "env": dict(node.env),
+        "secrets": {},
+        "python": step.compute_target.python or None,
+        "datastore_url": datastore_url(run.workspace_id),
+        "timeout_s": node.timeout_s,
+        "heartbeat_s": settings.STEP_HEARTBEAT_S,
+    }
+    return parse_step_job(job)
+
+
+def _job_code(component: ComponentDef, params: dict[str, Any]) -> dict[str, Any]:
+    """Inline code travels in the job; a source snapshot travels by reference."""
+    if "code" in params:
+        return {"inline": {params.get("script", "main.py"): params.pop("code")}}
+    if "source" in params:
+        artifact = Artifact.objects.get(digest=params["source"])
+        return {"snapshot": {"digest": artifact.digest, "uri": artifact.uri,
+                             "size": artifact.size}}
+    return {"inline": dict(component.files)}
+
+
+def datastore_url(workspace_id: int) -> str:
+    store = Datastore.objects.filter(workspace=workspace_id, is_default=True).first()
+    return store.url if store else settings.DATASTORE_URL
+
+
+# --- Ingesting step events -----------------------------------------------------------------
+
+
+def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
+    """Apply a worker's report (runner.messages): lines and points are stored once, state
+    events go through the transition function. Returns the reply for the worker."""
+    report = parse_step_report(body)
+    attempt_id = report["attempt_id"]
+    if not hmac.compare_digest(token, step_token(step_run_id, attempt_id)):
+        raise StepTokenInvalid("the token is not valid for this step attempt")
+    step = StepRun.objects.select_related("run").filter(pk=step_run_id).first()
+    if step is None or step.attempt_id != attempt_id:
+        raise AttemptStale("this attempt is no longer current")
+    for event in report["events"]:
+        kind = event["type"]
+        if kind == "log":
+            _store_lines(step, event)
+        elif kind == "metric":
+            _store_points(step, event)
+        elif kind != "heartbeat":
+            _apply_state_event(step.pk, attempt_id, event)
+    touched = StepRun.objects.filter(pk=step.pk, attempt_id=attempt_id)
+    touched.filter(state="running").update(last_heartbeat_at=timezone.now())
+    current = touched.values_list("cancel_requested_at", flat=True).first()
+    return {"ok": True, "cancel": current is not None}
+
+
+def _from_unix(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _store_lines(step: StepRun, event: dict[str, Any]) -> None:
+    first = event["first"]
+    LogLine.objects.bulk_create(
+        [LogLine(step_run=step, attempt=step.attempt, index=first + i, stream=line["stream"],
+                 text=line["text"], time=_from_unix(line["time"]))
+         for i, line in enumerate(event["lines"])],
+        ignore_conflicts=True,  # a replayed batch is a no-op (R8)
+    )
+    broadcast(step.run_id, {"type": "log", "node": step.node, "attempt": step.attempt,
+                            "first": first, "lines": event["lines"]})
+
+
+def _store_points(step: StepRun, event: dict[str, Any]) -> None:
+    first = event["first"]
+    MetricPoint.objects.bulk_create(
+        [MetricPoint(run_id=step.run_id, step_run=step, attempt=step.attempt, index=first + i,
+                     key=p["key"], step=p["step"], value=p["value"], time=_from_unix(p["time"]))
+         for i, p in enumerate(event["points"])],
+        ignore_conflicts=True,
+    )
+    broadcast(step.run_id, {"type": "metric", "node": step.node, "attempt": step.attempt,
+                            "first": first, "points": event["points"]})
+
+
+def _apply_state_event(step_run_id: int, attempt_id: str, event: dict[str, Any]) -> None:
+    with transaction.atomic():
+        run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
+        run = Run.objects.select_for_update().get(pk=run_id)
+        step = StepRun.objects.select_for_update().select_related("compute_target").get(
+            pk=step_run_id)
+        if step.attempt_id != attempt_id:
+            raise AttemptStale("this attempt is no longer current")
+        if event["type"] == "started" and step.state == "running" and step.claim == event["claim"]:
+            return  # the same delivery's claim, retried: already applied
+        policy = _policy(run, step.node)
+        outcome = transitions.apply_step_event(_view(step), _transition_event(step, event), policy)
+        if outcome.effect == "stale":
+            raise AttemptStale(f"step {step.node} is {step.state}; attempt {step.attempt} "
+                               "cannot report this")
+        if outcome.effect == "duplicate":
+            return
+        _record_event(run, step, event, outcome)
+        _advance(run)
+        _Changes(run.pk, [step_event(step)]).publish_on_commit()
+
+
+def _policy(run: Run, node_id: str) -> transitions.NodePolicy:
+    node = run_spec(run).node(node_id)
+    return transitions.NodePolicy(node.retries, node.continue_on_failure)
+
+
+def _transition_event(step: StepRun, event: dict[str, Any]):
+    kind = event["type"]
+    if kind == "started":
+        return transitions.Claimed(step.attempt)
+    if kind == "finished":
+        return transitions.Succeeded(step.attempt)
+    return transitions.Failed(step.attempt, retryable=event["reason"] != "canceled")
+
+
+def _record_event(run: Run, step: StepRun, event: dict[str, Any],
+                  outcome: transitions.StepOutcome) -> None:
+    now = timezone.now()
+    kind = event["type"]
+    if kind == "started":
+        step.state = "running"
+        step.claim = event["claim"]
+        step.worker = event["worker"]
+        step.pid = event["pid"]
+        step.started_at = step.last_heartbeat_at = now
+        step.save()
+        return
+    if kind == "finished":
+        step.outputs = _record_outputs(run, step, event["outputs"])
+        step.exit_code = 0
+        step.state, step.finished_at = outcome.step.state, now
+        step.save()
+        return
+    step.exit_code = event.get("exit_code")
+    step.error = event.get("message") or event["reason"]
+    step.traceback = event.get("traceback", "")
+    step.finished_at = now
+    if outcome.effect == "retry":
+        _archive_attempt(step)
+        _new_attempt(step, attempt=outcome.step.attempt)
+    else:
+        step.state = outcome.step.state
+        step.save()
+
+
+def _record_outputs(run: Run, step: StepRun, outputs: dict[str, Any]) -> dict[str, str]:
+    Artifact.objects.bulk_create(
+        [Artifact(workspace_id=run.workspace_id, digest=ref["digest"], uri=ref["uri"],
+                  size=ref["size"], produced_by=step) for ref in outputs.values()],
+        ignore_conflicts=True,  # content-addressed: the same tree may exist already
+    )
+    return {port: ref["digest"] for port, ref in outputs.items()}
+
+
+def _archive_attempt(step: StepRun) -> None:
+    step.attempts = [*step.attempts, {
+        "attempt": step.attempt, "error": step.error, "exit_code": step.exit_code,
+        "worker": step.worker, "started_at": _iso(step.started_at),
+        "finished_at": _iso(step.finished_at),
+    }]
+    write_system_line(step, f"attempt {step.attempt} failed: {step.error}; retrying")
+
+
+def write_system_line(step: StepRun, text: str) -> None:
+    """A line from the server itself in the step's log (lost worker, retry, cancel)."""
+    taken = LogLine.objects.filter(step_run=step, attempt=step.attempt,
+                                   index__gte=LogLine.SYSTEM_INDEX_BASE).count()
+    LogLine.objects.create(step_run=step, attempt=step.attempt, stream="system", text=text,
+                           index=LogLine.SYSTEM_INDEX_BASE + taken, time=timezone.now())
+
+
+# --- Reconciling ---------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    lost: list[int] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)
+    resent: list[int] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)
+    cancel_forced: list[int] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.lost or self.sent or self.resent or self.waiting or self.cancel_forced)
+
+
+def reconcile_once(now: datetime | None = None) -> ReconcileReport:
+    """One pass over what events may have missed (idempotent; beat calls it, tests too)."""
+    now = now or timezone.now()
+    report = ReconcileReport()
+    _find_lost_attempts(now, report)
+    _send_undispatched(now, report)
+    _resend_untaken(now, report)
+    _force_cancel(now, report)
+    return report
+
+
+def _find_lost_attempts(now: datetime, report: ReconcileReport) -> None:
+    cutoff = now - timedelta(seconds=settings.STEP_LOST_AFTER_S)
+    silent = StepRun.objects.filter(state="running").filter(
+        Q(last_heartbeat_at__lt=cutoff) | Q(last_heartbeat_at__isnull=True, started_at__lt=cutoff)
+    ).values_list("pk", "attempt_id")
+    for step_run_id, attempt_id in silent:
+        reason = f"worker lost: no heartbeat for {settings.STEP_LOST_AFTER_S} s"
+        if mark_attempt_lost(step_run_id, attempt_id, reason):
+            report.lost.append(step_run_id)
+
+
+def mark_attempt_lost(step_run_id: int, attempt_id: str, reason: str) -> bool:
+    """Retry (if the policy allows) or fail a running attempt whose worker went silent."""
+    with transaction.atomic():
+        run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
+        run = Run.objects.select_for_update().get(pk=run_id)
+        step = StepRun.objects.select_for_update().get(pk=step_run_id)
+        if step.attempt_id != attempt_id or step.state != "running":
+            return False  # it reported, or someone else already handled it
+        outcome = transitions.apply_step_event(
+            _view(step), transitions.Lost(step.attempt), _policy(run, step.node))
+        if outcome.effect not in ("applied", "retry"):
+            return False
+        write_system_line(step, f"attempt {step.attempt} lost: {reason}")
+        step.error = reason
+        step.finished_at = timezone.now()
+        if outcome.effect == "retry":
+            _archive_attempt(step)
+            _new_attempt(step, attempt=outcome.step.attempt)
+        else:
+            step.state = outcome.step.state
+            step.save()
+        _advance(run)
+        _Changes(run.pk, [step_event(step)]).publish_on_commit()
+    return True
+
+
+def _send_undispatched(now: datetime, report: ReconcileReport) -> None:
+    """Queued attempts whose job never reached the broker (it was down at the time)."""
+    stale = now - timedelta(seconds=2)
+    for step_run_id, attempt_id in StepRun.objects.filter(
+        state="queued", dispatched_at__isnull=True, queued_at__lt=stale
+    ).values_list("pk", "attempt_id"):
+        if dispatch(step_run_id, attempt_id):
+            report.sent.append(step_run_id)
+
+
+def _resend_untaken(now: datetime, report: ReconcileReport) -> None:
+    """Queued attempts that no worker claimed within Q: the broker may have lost the message.
+
+    The attempt provably never started, so it is sent again under a new id without counting
+    against the retry budget (R11); with no worker of the target online it waits, flagged.
+    """
+    cutoff = now - timedelta(seconds=settings.STEP_QUEUED_TIMEOUT_S)
+    online_since = now - timedelta(seconds=settings.WORKER_LOST_AFTER_S)
+    untaken = StepRun.objects.filter(state="queued", dispatched_at__lt=cutoff)
+    for step in untaken.select_related("compute_target"):
+        if not Worker.objects.filter(target=step.compute_target, stopped=False,
+                                     last_seen_at__gte=online_since).exists():
+            message = f"waiting: no worker of compute target {step.compute_target} is online"
+            StepRun.objects.filter(pk=step.pk, state="queued").update(error=message)
+            report.waiting.append(step.pk)
+            continue
+        if _renew_attempt_id(step.pk, step.attempt_id):
+            report.resent.append(step.pk)
+
+
+def _renew_attempt_id(step_run_id: int, attempt_id: str) -> bool:
+    with transaction.atomic():
+        run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
+        Run.objects.select_for_update().get(pk=run_id)
+        step = StepRun.objects.select_for_update().get(pk=step_run_id)
+        if step.state != "queued" or step.attempt_id != attempt_id:
+            return False
+        write_system_line(step, "no worker took this step in time; sending it again")
+        _new_attempt(step, attempt=step.attempt)
+    return True
+
+
+def _force_cancel(now: datetime, report: ReconcileReport) -> None:
+    """Steps asked to cancel whose worker never answered (it may be dead) end canceled (R12)."""
+    cutoff = now - timedelta(seconds=settings.STEP_CANCEL_TIMEOUT_S)
+    for step_run_id in StepRun.objects.filter(
+        state__in=("queued", "running"), cancel_requested_at__lt=cutoff
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
+            run = Run.objects.select_for_update().get(pk=run_id)
+            step = StepRun.objects.select_for_update().get(pk=step_run_id)
+            if step.state not in ("queued", "running"):
+                continue
+            write_system_line(step, "canceled: the worker did not confirm in time")
+            _end_step(step, "canceled", "canceled (the worker did not confirm in time)")
+            _advance(run)
+            _Changes(run.pk, [step_event(step)]).publish_on_commit()
+        report.cancel_forced.append(step_run_id)

@@ -1,0 +1,118 @@
+"""Operator jobs that span apps: seeding the demo workspace."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from pipelines_ui.accounts.models import Membership, Role, Workspace
+from pipelines_ui.compute.models import ComputeTarget
+from pipelines_ui.data.models import Datastore
+from pipelines_ui.pipelines.models import Pipeline
+
+DEMO_USER = "demo"
+DEMO_SPEC = {
+    "parameters": {"rows": {"type": "int", "default": 1000}},
+    "nodes": [
+        {
+            "id": "generate",
+            "component": "python-script@1",
+            "ports": {"outputs": [{"name": "table", "type": "table"}]},
+            "params": {
+                "rows": "${rows}",
+                "code": (
+                    "import csv, random\n"
+                    "from runner import context\n"
+                    "rows = context.param('rows')\n"
+                    "path = context.output_path('table') / 'data.csv'\n"
+                    "with open(path, 'w', newline='') as f:\n"
+                    "    w = csv.writer(f)\n"
+                    "    w.writerow(['x', 'y'])\n"
+                    "    for i in range(rows):\n"
+                    "        x = random.Random(i).random()\n"
+                    "        w.writerow([x, 3 * x + 1])\n"
+                    "print(f'wrote {rows} rows')\n"
+                ),
+            },
+            "position": {"x": 60, "y": 80},
+        },
+        {
+            "id": "fit",
+            "component": "python-script@1",
+            "ports": {"inputs": [{"name": "table", "type": "table"}]},
+            "params": {
+                "code": (
+                    "import csv\n"
+                    "from runner import context\n"
+                    "rows = list(csv.DictReader(open(context.input_path('table') / 'data.csv')))\n"
+                    "xs = [float(r['x']) for r in rows]; ys = [float(r['y']) for r in rows]\n"
+                    "n = len(xs); mx = sum(xs) / n; my = sum(ys) / n\n"
+                    "slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / "
+                    "sum((x - mx) ** 2 for x in xs)\n"
+                    "for i in range(1, 21):\n"
+                    "    context.log_metric('loss', 1.0 / i, step=i)\n"
+                    "print(f'slope={slope:.3f}')\n"
+                ),
+            },
+            "position": {"x": 60, "y": 240},
+        },
+    ],
+    "edges": [{"from": "generate.table", "to": "fit.table"}],
+}
+
+
+@dataclass
+class SeedResult:
+    workspace: Workspace
+    username: str
+    password: str | None  # set only when the user was created now
+
+    def describe(self) -> str:
+        if self.password:
+            return (
+                f"Created workspace '{self.workspace.name}' and user '{self.username}' "
+                f"with password: {self.password}"
+            )
+        return (
+            f"Workspace '{self.workspace.name}' and user '{self.username}' already exist "
+            f"(reset the password with: manage.py changepassword {self.username})."
+        )
+
+
+@transaction.atomic
+def seed_demo() -> SeedResult:
+    """Idempotent: creates what is missing, keeps what exists."""
+    from django.conf import settings
+
+    workspace, _ = Workspace.objects.get_or_create(slug="demo", defaults={"name": "Demo"})
+    User = get_user_model()
+    user = User.objects.filter(username=DEMO_USER).first()
+    password = None
+    if user is None:
+        password = secrets.token_urlsafe(12)  # never a shipped default (RELIABILITY S1)
+        user = User.objects.create_user(DEMO_USER, password=password, is_staff=True,
+                                        is_superuser=True)
+    Membership.objects.get_or_create(
+        workspace=workspace, user=user, defaults={"role": Role.ADMIN}
+    )
+    ComputeTarget.objects.get_or_create(
+        name="local",
+        defaults={
+            "workspace": workspace,
+            "description": "This machine (started by `make up`).",
+            "max_concurrency": 2,
+        },
+    )
+    Datastore.objects.get_or_create(
+        workspace=workspace, name="default",
+        defaults={"url": settings.DATASTORE_URL, "is_default": True},
+    )
+    Pipeline.objects.get_or_create(
+        workspace=workspace, name="Linear fit",
+        defaults={"description": "Generate a table, fit a line, log the loss.",
+                  "spec": DEMO_SPEC, "created_by": user, "updated_by": user},
+    )
+    return SeedResult(workspace=workspace, username=DEMO_USER, password=password)

@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from pipelines_ui import health, views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", health.healthz, name="healthz"),
+    path("accounts/", include("pipelines_ui.accounts.urls")),
+    path("admin/", admin.site.urls),
+    path("api/", include("pipelines_ui.api_urls")),
+]

@@ -1,0 +1,331 @@
+"""Artifacts in a datastore: content-addressed, immutable file trees behind an fsspec URL.
+
+Layout under the datastore URL:
+
+    artifacts/<hex>            the tree (a folder, or a single file for a file artifact)
+    artifacts/<hex>._complete  remote stores only: the tree's manifest, written last
+    tmp/<uuid>                 a publish in progress; removed on success and on failure
+
+A local store (`file://`) makes an artifact visible with one atomic rename, so its presence is its
+completeness. Object stores have no rename: there the files are uploaded under `tmp/`, copied into
+place server-side, and the `_complete` manifest is written last; without it the artifact does not
+exist. The manifest also keeps what object stores lose: empty folders and executable bits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from runner.messages import ArtifactRef
+
+_DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
+_CHUNK = 1024 * 1024
+_MARKER_SUFFIX = "._complete"
+_MANIFEST_FORMAT = 1
+
+
+class DatastoreError(Exception):
+    """An artifact could not be published, found or materialized; the text says which and why."""
+
+
+# --- Digests -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a tree holds: its kind and every entry, enough to digest, copy or rebuild it."""
+
+    kind: str  # "file" or "dir"
+    entries: tuple[dict[str, Any], ...]  # sorted by path; the root file of a file artifact is ""
+
+    @property
+    def size(self) -> int:
+        return sum(entry.get("size", 0) for entry in self.entries)
+
+    def to_json(self) -> str:
+        body = {"format": _MANIFEST_FORMAT, "kind": self.kind, "entries": list(self.entries)}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        body = json.loads(text)
+        return cls(kind=body["kind"], entries=tuple(body["entries"]))
+
+
+def tree_digest(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """Return the content digest ("sha256:<hex>") and total size in bytes of a file or folder.
+
+    The digest covers the kind (file or folder), each relative path, each file's content and
+    executable bit, and empty folders; not the root's own name, times or other permissions.
+    Symbolic links are followed, so a linked input copied into an output is digested as content.
+    """
+    manifest = scan(path)
+    return manifest.digest, manifest.size
+
+
+def scan(path: str | os.PathLike[str]) -> Manifest:
+    """Read a local file or folder into a Manifest (hashing every file)."""
+    root = Path(path)
+    if not root.exists():
+        raise DatastoreError(f"{root} does not exist (or is a dangling symbolic link)")
+    if root.is_file():
+        return Manifest(kind="file", entries=(_file_entry(root, ""),))
+    if not root.is_dir():
+        raise DatastoreError(f"{root} is neither a regular file nor a folder")
+    entries = sorted(_walk(root), key=lambda entry: entry["path"])
+    return Manifest(kind="dir", entries=tuple(entries))
+
+
+def _walk(root: Path) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    # Each stack item carries the real paths of its ancestors, to refuse symlink loops.
+    top = frozenset({os.path.realpath(root)})
+    stack: list[tuple[Path, str, frozenset[str]]] = [(root, "", top)]
+    while stack:
+        folder, prefix, ancestors = stack.pop()
+        for name in sorted(os.listdir(folder)):
+            child, rel = folder / name, f"{prefix}{name}"
+            if child.is_dir():
+                real = os.path.realpath(child)
+                if real in ancestors:
+                    raise DatastoreError(f"symbolic link loop at {child}")
+                entries.append({"path": rel, "type": "dir"})
+                stack.append((child, rel + "/", ancestors | {real}))
+            elif child.is_file():
+                entries.append(_file_entry(child, rel))
+            elif child.is_symlink():
+                raise DatastoreError(f"dangling symbolic link {child}")
+            else:
+                raise DatastoreError(f"{child} is neither a regular file nor a folder")
+    return entries
+
+
+def _file_entry(path: Path, rel: str) -> dict[str, Any]:
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            sha.update(chunk)
+            size += len(chunk)
+    executable = bool(path.stat().st_mode & stat.S_IXUSR)
+    return {"path": rel, "type": "file", "exec": executable, "sha256": sha.hexdigest(),
+            "size": size}
+
+
+def digest_hex(digest: str) -> str:
+    """Return the hex part of a "sha256:<hex>" digest, or raise DatastoreError."""
+    match = _DIGEST_RE.match(digest)
+    if match is None:
+        raise DatastoreError(f"not an artifact digest: {digest!r}")
+    return match.group(1)
+
+
+# --- The datastore ------------------------------------------------------------------------
+
+
+class Datastore:
+    """A datastore at an fsspec URL: `file:///abs/path` on one machine, `s3://bucket/prefix` etc."""
+
+    def __init__(self, url: str) -> None:
+        # Keep "memory://" intact; only a path's trailing slash goes.
+        self.url = url if url.endswith("://") else url.rstrip("/")
+        self.fs, root = fsspec.core.url_to_fs(self.url)
+        self.root = root.rstrip("/")
+        self.is_local = isinstance(self.fs, LocalFileSystem)
+
+    def __repr__(self) -> str:
+        return f"Datastore({self.url!r})"
+
+    @classmethod
+    def containing(cls, ref: ArtifactRef) -> Datastore:
+        """Return the datastore that holds `ref`, read from its uri (".../artifacts/<hex>")."""
+        suffix = f"/artifacts/{digest_hex(ref['digest'])}"
+        if not ref["uri"].endswith(suffix):
+            raise DatastoreError(f"artifact uri {ref['uri']!r} does not end with {suffix!r}")
+        return cls(ref["uri"][: -len(suffix)])
+
+    def artifact_uri(self, digest: str) -> str:
+        """The URL where the artifact with this digest lives."""
+        return f"{self.url}/artifacts/{digest_hex(digest)}"
+
+    def _path(self, *parts: str) -> str:
+        return "/".join((self.root, *parts))
+
+    def _artifact_path(self, digest: str) -> str:
+        return self._path("artifacts", digest_hex(digest))
+
+    def exists(self, digest: str) -> bool:
+        """Whether a complete artifact with this digest is in the datastore."""
+        if self.is_local:
+            return os.path.lexists(self._artifact_path(digest))
+        return bool(self.fs.exists(self._artifact_path(digest) + _MARKER_SUFFIX))
+
+    def publish(self, local_path: str | os.PathLike[str]) -> ArtifactRef:
+        """Store a local file or folder as an immutable artifact and return its reference.
+
+        Publishing content that is already there stores nothing new and returns the same ref.
+        """
+        manifest = scan(local_path)
+        digest = manifest.digest
+        ref = ArtifactRef(digest=digest, uri=self.artifact_uri(digest), size=manifest.size)
+        if self.exists(digest):
+            return ref
+        if self.is_local:
+            self._publish_local(Path(local_path), manifest)
+        else:
+            self._publish_remote(Path(local_path), manifest)
+        return ref
+
+    def publish_snapshot(self, folder: str | os.PathLike[str]) -> ArtifactRef:
+        """Store a source folder (a step's code) once; the same content reuses the same artifact."""
+        if not Path(folder).is_dir():
+            raise DatastoreError(f"a source snapshot must be a folder: {folder}")
+        return self.publish(folder)
+
+    def _publish_local(self, source: Path, manifest: Manifest) -> None:
+        final = self._artifact_path(manifest.digest)
+        os.makedirs(self._path("artifacts"), exist_ok=True)
+        os.makedirs(self._path("tmp"), exist_ok=True)
+        temp = self._path("tmp", uuid.uuid4().hex)
+        try:
+            if manifest.kind == "file":
+                shutil.copy2(source, temp)
+            else:
+                shutil.copytree(source, temp, symlinks=False)
+            # Sub-folders and files now; the top folder after the rename, which needs it writable.
+            _make_read_only(temp, include_top=manifest.kind == "file")
+            _rename_into_place(temp, final)
+            _make_read_only(final, include_top=True)
+        finally:
+            if os.path.lexists(temp):
+                remove_tree(temp)
+
+    def _publish_remote(self, source: Path, manifest: Manifest) -> None:
+        final = self._artifact_path(manifest.digest)
+        temp = self._path("tmp", uuid.uuid4().hex)
+        try:
+            for rel in _file_paths(manifest):
+                local = source / rel if rel else source
+                self.fs.put_file(str(local), _join(temp, rel))
+            # Server-side copies: concurrent publishers of one digest write identical bytes, and
+            # each one's failure removes only its own temporary upload.
+            for rel in _file_paths(manifest):
+                self.fs.copy(_join(temp, rel), _join(final, rel))
+            self.fs.pipe_file(final + _MARKER_SUFFIX, manifest.to_json().encode())
+        finally:
+            if self.fs.exists(temp):
+                self.fs.rm(temp, recursive=True)
+
+    def materialize(self, ref: ArtifactRef, dest: str | os.PathLike[str], *,
+                    link: bool = True) -> None:
+        """Make the artifact available at `dest` (which must not exist yet).
+
+        On a local datastore `dest` becomes a symbolic link to the read-only artifact, unless
+        `link` is False; elsewhere, and with `link=False`, the tree is copied and writable.
+        """
+        digest = ref["digest"]
+        if not self.exists(digest):
+            raise DatastoreError(f"artifact {digest} is not in the datastore {self.url}")
+        source = self._artifact_path(digest)
+        if self.is_local and link:
+            os.symlink(source, dest)
+        elif self.is_local:
+            _copy_writable(source, Path(dest))
+        else:
+            self._download(source, Path(dest))
+
+    def _download(self, source: str, dest: Path) -> None:
+        manifest = Manifest.from_json(self.fs.cat_file(source + _MARKER_SUFFIX).decode())
+        if manifest.kind == "dir":
+            dest.mkdir()
+        for entry in manifest.entries:
+            target = dest / entry["path"] if entry["path"] else dest
+            if entry["type"] == "dir":
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get_file(_join(source, entry["path"]), str(target))
+            if entry["exec"]:
+                mode = target.stat().st_mode
+                target.chmod(mode | ((mode & 0o444) >> 2))
+
+
+# --- File-system helpers -------------------------------------------------------------------
+
+
+def _join(base: str, rel: str) -> str:
+    return f"{base}/{rel}" if rel else base
+
+
+def _file_paths(manifest: Manifest) -> list[str]:
+    return [entry["path"] for entry in manifest.entries if entry["type"] == "file"]
+
+
+def _rename_into_place(temp: str, final: str) -> None:
+    try:
+        os.rename(temp, final)
+    except OSError:
+        # Another publisher of the same content won the race: theirs is identical, keep it.
+        if not os.path.lexists(final):
+            raise
+
+
+def _make_read_only(path: str, *, include_top: bool) -> None:
+    """Drop write permission below `path` (and on it with include_top): artifacts are immutable."""
+    for folder, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            _drop_write(os.path.join(folder, name))
+    if include_top:
+        _drop_write(path)
+
+
+def _drop_write(path: str) -> None:
+    mode = os.lstat(path).st_mode
+    if not stat.S_ISLNK(mode):
+        os.chmod(path, stat.S_IMODE(mode) & ~0o222)
+
+
+def _copy_writable(source: str, dest: Path) -> None:
+    if os.path.isdir(source):
+        shutil.copytree(source, dest, symlinks=False)
+        for folder, dirs, files in os.walk(dest):
+            for name in [*dirs, *files]:
+                _add_owner_write(os.path.join(folder, name))
+    else:
+        shutil.copy2(source, dest)
+    _add_owner_write(str(dest))
+
+
+def _add_owner_write(path: str) -> None:
+    mode = os.lstat(path).st_mode
+    if not stat.S_ISLNK(mode):
+        os.chmod(path, stat.S_IMODE(mode) | stat.S_IWUSR)
+
+
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Delete a file or folder even where write permission was dropped; never follows links."""
+    path = os.fspath(path)
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return
+    _add_owner_write(path)
+    for folder, dirs, _files in os.walk(path):
+        for name in dirs:
+            _add_owner_write(os.path.join(folder, name))
+    shutil.rmtree(path)

@@ -1,0 +1,570 @@
+"""Run one StepJob in a subprocess and say truthfully how it ended.
+
+The step gets a fresh working directory, its code, its inputs (linked from a local datastore),
+empty output folders, its parameters in a JSON file and an environment built from an allowlist
+(never the worker's own: S6). It runs in its own session, so a timeout or cancel reaches the
+whole process group, grandchildren included (R12). Its stdout, stderr and metrics stream to a
+Sink with declared secrets masked (S7). Outputs are published only when it exits 0 (R13).
+
+Working directory layout:
+
+    <workdir_root>/<run_id>/<node>-a<attempt>-<random>/
+        code/          the step's files; the current directory of the process
+        inputs/<port>  each input (a symbolic link on a local datastore)
+        outputs/<port> an empty folder per output, published after success
+        params.json    the resolved parameters
+        tmp/           TMPDIR
+        .pipelines/lib the step-side `runner` package (context.py alone) for PYTHONPATH
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Literal, Protocol
+
+from runner import context
+from runner.datastore import Datastore, DatastoreError, remove_tree
+from runner.messages import MAX_LOG_LINE_CHARS, ArtifactRef, StepJob
+
+logger = logging.getLogger(__name__)
+
+KILL_GRACE_S = 3.0  # between SIGTERM and SIGKILL of the step's process group
+POLL_S = 0.1  # how often should_stop and the timeout are checked
+READER_JOIN_S = 5.0  # how long to wait for output still in the pipes after the step ended
+STDERR_TAIL_LINES = 200  # kept to find the Python traceback
+TRACEBACK_TAIL_LINES = 50  # reported when stderr holds no traceback
+KEEP_WORKDIR_VAR = "PIPELINES_KEEP_WORKDIR"
+ALLOWED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")  # all that the step inherits from the worker
+
+_READ_LIMIT = 64 * 1024  # bytes per read of a line; more than MAX_LOG_LINE_CHARS needs
+_CUT_MARK = " [line cut]"
+_MAX_SUMMARY_CHARS = 500
+
+Reason = Literal["exit", "signal", "timeout", "canceled", "error", "lost_contact"]
+
+
+@dataclass
+class StepResult:
+    """How a step ended; the worker turns it into a "finished" or "failed" event."""
+
+    status: Literal["succeeded", "failed"]
+    reason: Reason | None  # None on success
+    message: str  # for people: "exit code 3", "killed by signal 9", "timed out after 5 s"
+    exit_code: int | None
+    traceback: str  # the Python traceback from stderr, else its last lines; secrets masked
+    outputs: dict[str, ArtifactRef] = field(default_factory=dict)  # only on success
+
+
+class Sink(Protocol):
+    """Where streamed output goes; the worker's reporter implements it.
+
+    The executor calls it from one thread at a time, so it need not be thread-safe; it should
+    buffer and return quickly, since a slow sink slows the step's pipes and the final flush.
+    """
+
+    def log(self, stream: str, text: str, time: float) -> None: ...
+
+    def metric(self, key: str, value: float, step: int | None, time: float) -> None: ...
+
+
+class SetupError(Exception):
+    """The step could not be prepared or started; the text is meant for the step's owner."""
+
+
+class _PublishError(Exception):
+    """An output of a successful step could not be published."""
+
+
+def _never() -> str | None:
+    return None
+
+
+def _ignore(pid: int) -> None:
+    return None
+
+
+def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
+            should_stop: Callable[[], str | None] = _never,
+            on_start: Callable[[int], None] = _ignore) -> StepResult:
+    """Run one step to its end and return how it ended; never raises for the step's faults.
+
+    `should_stop` is polled about every POLL_S seconds: "lost_contact" stops the step with that
+    reason, any other non-None value cancels it. `on_start` receives the step's pid.
+    """
+    mask = Masker((job.get("secrets") or {}).values())
+    stream = _StreamSink(sink, mask)
+    workdir: Path | None = None
+    try:
+        workdir = _make_workdir(Path(workdir_root).absolute(), job)
+        prepared = _prepare(job, workdir)
+        return _run(job, prepared, stream, should_stop, on_start)
+    except SetupError as exc:
+        stream.system(f"could not run the step: {exc}")
+        return _failed("error", mask(str(exc)))
+    except Exception as exc:  # a bug here must still end in a final state
+        logger.exception("executor failed on step %s/%s", job.get("run_id"), job.get("node"))
+        return _failed("error", mask(f"{type(exc).__name__}: {exc}"))
+    finally:
+        stream.close()
+        if workdir is not None and os.environ.get(KEEP_WORKDIR_VAR) != "1":
+            _remove_workdir(workdir)
+
+
+# --- Preparing the working directory -----------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    outputs: dict[str, Path]
+    store: Datastore
+
+
+def _make_workdir(root: Path, job: StepJob) -> Path:
+    prefix = f"{_safe_name(job['node'])}-a{job['attempt']}-"
+    parent = root / _safe_name(job["run_id"])
+    for _ in range(3):
+        parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        except FileNotFoundError:
+            continue  # Another step of this run removed the empty run folder meanwhile.
+    raise SetupError(f"could not create a working directory under {parent}")
+
+
+def _remove_workdir(workdir: Path) -> None:
+    try:
+        remove_tree(workdir)
+        workdir.parent.rmdir()  # the run's folder, once its last step is gone
+    except OSError:
+        pass  # Other steps of the run still use the folder, or the step left it unremovable.
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".")[:100] or "_"
+
+
+def _prepare(job: StepJob, workdir: Path) -> _Prepared:
+    _check_ports(job["inputs"])
+    _check_ports(job["outputs"])
+    store = _open_store(job["datastore_url"])
+    code_dir = workdir / "code"
+    _write_code(job["code"], code_dir)
+    inputs = _materialize_inputs(job["inputs"], workdir / "inputs")
+    outputs = {port: workdir / "outputs" / port for port in job["outputs"]}
+    for path in outputs.values():
+        path.mkdir(parents=True)
+    params_file = workdir / "params.json"
+    params_file.write_text(json.dumps(job["params"]), encoding="utf-8")
+    (workdir / "tmp").mkdir()
+    argv = _command(job)
+    paths = {"inputs": inputs, "outputs": outputs, "params": params_file,
+             "lib": _install_context(workdir / ".pipelines" / "lib")}
+    env = _environment(job, workdir, argv[0], paths)
+    return _Prepared(argv=argv, cwd=code_dir, env=env, outputs=outputs, store=store)
+
+
+def _check_ports(ports: Iterable[str]) -> None:
+    seen: dict[str, str] = {}
+    for port in ports:
+        if port in ("", ".", "..") or "/" in port or "\0" in port:
+            raise SetupError(f"invalid port name {port!r}")
+        variable = context.port_variable("", port)
+        if seen.get(variable, port) != port:
+            raise SetupError(f"ports {seen[variable]!r} and {port!r} map to one variable name")
+        seen[variable] = port
+
+
+def _open_store(url: str) -> Datastore:
+    try:
+        return Datastore(url)
+    except Exception as exc:  # fsspec raises many kinds for a bad URL
+        raise SetupError(f"cannot open the datastore {url!r}: {exc}") from exc
+
+
+def _write_code(code: dict[str, Any], code_dir: Path) -> None:
+    if "inline" in code:
+        code_dir.mkdir()
+        for name, text in code["inline"].items():
+            target = _inside(code_dir, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        return
+    ref = code["snapshot"]
+    try:
+        # Copied, not linked: scripts may write next to themselves.
+        Datastore.containing(ref).materialize(ref, code_dir, link=False)
+    except (DatastoreError, OSError) as exc:
+        raise SetupError(f"cannot fetch the code snapshot {ref['digest']}: {exc}") from exc
+    if not code_dir.is_dir():
+        raise SetupError(f"the code snapshot {ref['digest']} is a file, not a folder")
+
+
+def _inside(folder: Path, name: str) -> Path:
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        raise SetupError(f"code file name {name!r} must be a relative path inside the step")
+    return folder.joinpath(*relative.parts)
+
+
+def _materialize_inputs(refs: dict[str, ArtifactRef], folder: Path) -> dict[str, Path]:
+    folder.mkdir()
+    paths = {}
+    for port, ref in refs.items():
+        dest = folder / port
+        try:
+            Datastore.containing(ref).materialize(ref, dest)
+        except (DatastoreError, OSError) as exc:
+            raise SetupError(f"cannot fetch input {port!r}: {exc}") from exc
+        paths[port] = dest
+    return paths
+
+
+def _install_context(lib: Path) -> Path:
+    """Give the step `from runner import context` and nothing else of the worker's packages.
+
+    Putting the folder above the installed `runner` on PYTHONPATH would also hand the step the
+    worker's whole site-packages (or the Django project), which can shadow its own libraries.
+    """
+    package = lib / "runner"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('"""The step side of runner."""\n', encoding="utf-8")
+    shutil.copyfile(context.__file__, package / "context.py")
+    return lib
+
+
+def _command(job: StepJob) -> list[str]:
+    params = job["params"]
+    script, arguments = params.get("script", "main.py"), params.get("arguments", [])
+    if not isinstance(script, str) or not script:
+        raise SetupError("parameter 'script' must be a file name")
+    if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
+        raise SetupError("parameter 'arguments' must be a list of strings")
+    python = job["python"] or sys.executable
+    argv = [part.replace("{python}", python).replace("{script}", script)
+            for part in job["command"]]
+    return argv + arguments
+
+
+def _environment(job: StepJob, workdir: Path, program: str,
+                 paths: dict[str, Any]) -> dict[str, str]:
+    env = {name: os.environ[name] for name in ALLOWED_ENV if name in os.environ}
+    # The interpreter's folder first, as an activated virtualenv would have it.
+    folder = os.path.dirname(program) if os.path.isabs(program) else ""
+    env["PATH"] = os.pathsep.join(p for p in (folder, env.get("PATH", os.defpath)) if p)
+    env.update(HOME=str(workdir), TMPDIR=str(workdir / "tmp"), PYTHONUNBUFFERED="1")
+    env.update(job["env"])
+    env.update(job["secrets"])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(paths["lib"]), env.get("PYTHONPATH"))
+                                        if p)
+    env.update({
+        context.PARAMS_VAR: str(paths["params"]),
+        context.RUN_ID_VAR: job["run_id"],
+        context.NODE_VAR: job["node"],
+        context.ATTEMPT_VAR: str(job["attempt"]),
+    })
+    for port, path in paths["inputs"].items():
+        env[context.port_variable(context.INPUT_PREFIX, port)] = str(path)
+    for port, path in paths["outputs"].items():
+        env[context.port_variable(context.OUTPUT_PREFIX, port)] = str(path)
+    return env
+
+
+# --- Running ------------------------------------------------------------------------------
+
+
+def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink,
+         should_stop: Callable[[], str | None], on_start: Callable[[int], None]) -> StepResult:
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = _start(prepared, write_fd)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)  # the step holds its own copy; EOF comes when it (and its kin) exit
+    readers = _start_readers(proc, read_fd, stream)
+    try:
+        on_start(proc.pid)
+        stop_reason = _supervise(proc, job["timeout_s"], should_stop, stream)
+    finally:
+        # Whatever happened, no process of the step's group outlives it.
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _join_readers(readers, stream)
+    return _result(job, prepared, proc.returncode, stop_reason, stream)
+
+
+def _start(prepared: _Prepared, metrics_fd: int) -> subprocess.Popen[bytes]:
+    env = {**prepared.env, context.METRICS_FD_VAR: str(metrics_fd),
+           context.METRICS_INODE_VAR: str(os.fstat(metrics_fd).st_ino)}
+    try:
+        return subprocess.Popen(
+            prepared.argv, cwd=prepared.cwd, env=env, start_new_session=True,
+            pass_fds=(metrics_fd,), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+    except FileNotFoundError as exc:
+        raise SetupError(f"command not found: {prepared.argv[0]}") from exc
+    except (OSError, ValueError) as exc:
+        raise SetupError(f"cannot start {prepared.argv[0]}: {exc}") from exc
+
+
+def _supervise(proc: subprocess.Popen[bytes], timeout_s: float,
+               should_stop: Callable[[], str | None], stream: _StreamSink) -> Reason | None:
+    """Wait for the step; stop it on timeout or request and return why, else None."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            proc.wait(timeout=POLL_S)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        reason = _requested_stop(should_stop)
+        if reason is None and time.monotonic() >= deadline:
+            reason = "timeout"
+        if reason is not None:
+            stream.system(f"{_stop_message(reason, timeout_s)}: stopping the step")
+            _terminate(proc)
+            return reason
+
+
+def _requested_stop(should_stop: Callable[[], str | None]) -> Reason | None:
+    try:
+        wanted = should_stop()
+    except Exception:  # a broken callback must not leave the step unsupervised
+        logger.exception("should_stop failed; the step keeps running")
+        return None
+    if wanted is None:
+        return None
+    return "lost_contact" if wanted == "lost_contact" else "canceled"
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the step's process group, then SIGKILL it after the grace period."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # The group is gone already.
+
+
+# --- Streaming output ---------------------------------------------------------------------
+
+
+class Masker:
+    """Replaces every declared secret value with "***"."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        values: set[str] = set()
+        for secret in secrets:
+            values.add(secret)
+            # Output is read line by line, so each line of a multi-line secret is masked too.
+            values.update(line.strip() for line in secret.splitlines())
+        ordered = sorted((v for v in values if v), key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub("***", text) if self._pattern else text
+
+
+class _StreamSink:
+    """Masks and cuts lines, serializes calls into the Sink, and keeps the tail of stderr."""
+
+    def __init__(self, sink: Sink, mask: Masker) -> None:
+        self._sink, self._mask = sink, mask
+        self._lock = threading.Lock()
+        self._open = True
+        self._warned = False
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+
+    def log(self, stream: str, text: str) -> None:
+        line = _cut(self._mask(text))
+        if stream == "stderr":
+            self.stderr_tail.append(line)
+        self._deliver(self._sink.log, stream, line, time.time())
+
+    def system(self, text: str) -> None:
+        self.log("system", text)
+
+    def metric_line(self, text: str) -> None:
+        point = _parse_metric(text)
+        if point is None:
+            self.system(f"ignored a malformed metric line: {text[:200]}")
+            return
+        key, value, step, when = point
+        self._deliver(self._sink.metric, self._mask(key), value, step, when)
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
+
+    def _deliver(self, method: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if not self._open:
+                return  # The step has been reported; late output is dropped.
+            try:
+                method(*args)
+            except Exception:  # the pipes must keep draining or the step blocks
+                if not self._warned:
+                    logger.exception("the sink failed; dropping step output")
+                    self._warned = True
+
+
+def _cut(line: str) -> str:
+    if len(line) <= MAX_LOG_LINE_CHARS:
+        return line
+    return line[: MAX_LOG_LINE_CHARS - len(_CUT_MARK)] + _CUT_MARK
+
+
+def _parse_metric(text: str) -> tuple[str, float, int | None, float] | None:
+    """A metric line as written by context.log_metric, or None when it is malformed."""
+    try:
+        data = json.loads(text)
+        key, value, step = data["key"], data["value"], data.get("step")
+        if not isinstance(key, str) or not key or len(key) > context.MAX_METRIC_KEY_CHARS:
+            return None
+        if not _is_finite_number(value):
+            return None
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            return None
+        when = data.get("time")
+        return key, float(value), step, float(when) if _is_finite_number(when) else time.time()
+    except (ValueError, TypeError, KeyError, OverflowError):
+        return None
+
+
+def _is_finite_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _start_readers(proc: subprocess.Popen[bytes], metrics_fd: int,
+                   stream: _StreamSink) -> list[threading.Thread]:
+    assert proc.stdout is not None and proc.stderr is not None
+    sources: list[tuple[IO[bytes], Callable[[str], None]]] = [
+        (proc.stdout, lambda text: stream.log("stdout", text)),
+        (proc.stderr, lambda text: stream.log("stderr", text)),
+        (os.fdopen(metrics_fd, "rb"), stream.metric_line),
+    ]
+    threads = [threading.Thread(target=_pump, args=source, daemon=True,
+                                name=f"step-reader-{proc.pid}") for source in sources]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _pump(source: IO[bytes], handle: Callable[[str], None]) -> None:
+    with source:
+        for line in read_lines(source):
+            handle(line)
+
+
+def read_lines(source: IO[bytes]) -> Iterator[str]:
+    """Decoded lines without their line ending; a very long line yields only its beginning."""
+    skipping = False
+    for chunk in iter(lambda: source.readline(_READ_LIMIT), b""):
+        if not skipping:
+            text = chunk.decode("utf-8", errors="replace")
+            yield text[:-1].removesuffix("\r") if text.endswith("\n") else text
+        # A chunk without its newline hit the limit: the rest of that line is dropped.
+        skipping = not chunk.endswith(b"\n")
+
+
+def _join_readers(threads: list[threading.Thread], stream: _StreamSink) -> None:
+    deadline = time.monotonic() + READER_JOIN_S
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in threads):
+        stream.system("stopped reading the step's output: a process that left the step's "
+                      "process group still holds it open")
+
+
+# --- The result ---------------------------------------------------------------------------
+
+
+def _result(job: StepJob, prepared: _Prepared, returncode: int, stop_reason: Reason | None,
+            stream: _StreamSink) -> StepResult:
+    traceback, summary = find_traceback(list(stream.stderr_tail))
+    exit_code = returncode if returncode >= 0 else None
+    if stop_reason is not None:
+        message = _stop_message(stop_reason, job["timeout_s"])
+        return _failed(stop_reason, message, exit_code, traceback)
+    if returncode < 0:
+        return _failed("signal", f"killed by signal {-returncode}", None, traceback)
+    if returncode > 0:
+        message = f"exit code {returncode}" + (f": {summary}" if summary else "")
+        return _failed("exit", message, returncode, traceback)
+    try:
+        outputs = _publish_outputs(prepared, stream)
+    except _PublishError as exc:
+        stream.system(str(exc))
+        return _failed("error", str(exc), 0, "")
+    return StepResult("succeeded", None, "succeeded", 0, "", outputs)
+
+
+def _failed(reason: Reason, message: str, exit_code: int | None = None,
+            traceback: str = "") -> StepResult:
+    return StepResult("failed", reason, message, exit_code, traceback, {})
+
+
+def _stop_message(reason: str, timeout_s: float) -> str:
+    if reason == "timeout":
+        return f"timed out after {timeout_s:g} s"
+    if reason == "lost_contact":
+        return "lost contact with the server"
+    return "canceled"
+
+
+def find_traceback(lines: list[str]) -> tuple[str, str | None]:
+    """The Python traceback in stderr lines and its last line ("ValueError: boom").
+
+    Without a traceback: the last TRACEBACK_TAIL_LINES lines and None.
+    """
+    starts = [i for i, line in enumerate(lines)
+              if line.startswith("Traceback (most recent call last):")]
+    if not starts:
+        return "\n".join(lines[-TRACEBACK_TAIL_LINES:]), None
+    # From the first header, to keep chained exceptions; the summary follows the last one.
+    summary = next((line for line in lines[starts[-1] + 1:] if line and not line[0].isspace()),
+                   None)
+    return "\n".join(lines[starts[0]:]), summary[:_MAX_SUMMARY_CHARS] if summary else None
+
+
+def _publish_outputs(prepared: _Prepared, stream: _StreamSink) -> dict[str, ArtifactRef]:
+    refs = {}
+    for port, path in prepared.outputs.items():
+        if not os.path.lexists(path):
+            path.mkdir(parents=True)  # a removed output folder is an empty output
+        try:
+            refs[port] = prepared.store.publish(path)
+        except (DatastoreError, OSError) as exc:
+            raise _PublishError(f"cannot publish output {port!r}: {exc}") from exc
+        stream.system(f"output {port!r}: {refs[port]['digest']} ({refs[port]['size']} bytes)")
+    return refs

@@ -1,0 +1,216 @@
+"""Report a step attempt's events to the server over HTTP, in order, exactly once.
+
+The executor hands lines and metric points to a `StepReporter` (its Sink). One sender thread
+batches them into events numbered by `seq`, posts them in order, and retries the same events
+with back-off while the server is unreachable. Replays are harmless: the server stores each
+line and point under (step run, attempt, index) and applies each state event once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from runner.messages import (
+    MAX_EVENTS_PER_REPORT,
+    MAX_LOG_LINES_PER_EVENT,
+    MAX_METRIC_POINTS_PER_EVENT,
+    StepJob,
+)
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY_S = 0.1
+MAX_BACKOFF_S = 5.0
+
+
+class AttemptStale(Exception):
+    """The server says this attempt is no longer current (409): stop and report nothing more."""
+
+
+class ReportRefused(Exception):
+    """The server can never accept this report (4xx other than 409); it was dropped."""
+
+
+class ServerUnavailable(Exception):
+    """The server did not take the report; try again later."""
+
+
+class StepReporter:
+    """Buffers what a step writes and reports it, with the attempt's own token."""
+
+    def __init__(
+        self,
+        job: StepJob,
+        *,
+        client: httpx.Client | None = None,
+        lost_contact_after_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.job = job
+        self.claim_id = uuid.uuid4().hex
+        self._url = f"{job['server_url'].rstrip('/')}/api/worker/steps/{job['step_run_id']}/events/"
+        self._headers = {"Authorization": f"StepToken {job['token']}"}
+        self._client = client or httpx.Client(timeout=10.0)
+        self._clock = clock
+        # A worker that cannot reach the server stops its step before anyone retries it (R4):
+        # the server declares it lost after its own threshold, larger than this one.
+        self._lost_contact_after_s = lost_contact_after_s or max(5.0, job["heartbeat_s"] * 5)
+        self._lock = threading.Lock()
+        self._lines: list[dict[str, Any]] = []
+        self._points: list[dict[str, Any]] = []
+        self._next_line = 1
+        self._next_point = 1
+        self._next_seq = 1
+        self._outbox: list[dict[str, Any]] = []  # events formed but not yet acknowledged
+        self._last_contact = clock()
+        self._last_sent = 0.0
+        self.cancel_requested = False
+        self.stale = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- the executor's Sink -------------------------------------------------------------
+
+    def log(self, stream: str, text: str, time: float) -> None:
+        with self._lock:
+            self._lines.append({"stream": stream, "text": text, "time": time})
+
+    def metric(self, key: str, value: float, step: int | None, time: float) -> None:
+        with self._lock:
+            self._points.append({"key": key, "value": value, "step": step, "time": time})
+
+    def should_stop(self) -> str | None:
+        """Polled by the executor: why the step must stop now, if it must."""
+        if self.stale:
+            return "lost_contact"
+        if self.cancel_requested:
+            return "canceled"
+        if self._clock() - self._last_contact > self._lost_contact_after_s:
+            return "lost_contact"
+        return None
+
+    # --- the attempt's life --------------------------------------------------------------
+
+    def claim(self, deadline_s: float = 60.0) -> bool:
+        """Claim the attempt (queued -> running). False if another delivery already has it."""
+        event = self._event("started", claim=self.claim_id, worker=worker_name(),
+                            pid=os.getpid())
+        self._outbox.append(event)
+        try:
+            self._send_until_acknowledged(deadline_s, stop_on_refusal=True)
+        except (AttemptStale, ReportRefused, ServerUnavailable) as exc:
+            log.warning("step run %s: attempt not claimed: %s", self.job["step_run_id"], exc)
+            return False
+        self._thread = threading.Thread(target=self._run, name="step-reporter", daemon=True)
+        self._thread.start()
+        return True
+
+    def finish(self, failed: dict[str, Any] | None, outputs: dict[str, Any],
+               deadline_s: float = 600.0) -> None:
+        """Flush everything, then report the end of the attempt; gives up after the deadline."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._form_events()
+        if failed is None:
+            self._outbox.append(self._event("finished", outputs=outputs, exit_code=0))
+        else:
+            self._outbox.append(self._event("failed", **failed))
+        try:
+            self._send_until_acknowledged(deadline_s)
+        except AttemptStale:
+            log.warning("step run %s: final report not taken", self.job["step_run_id"])
+        except ServerUnavailable:
+            log.error("step run %s: could not report the end of the attempt within %s s",
+                      self.job["step_run_id"], deadline_s)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = FLUSH_EVERY_S
+        while not self._stop.wait(backoff):
+            self._form_events()
+            if not self._outbox and self._clock() - self._last_sent >= self.job["heartbeat_s"]:
+                self._outbox.append(self._event("heartbeat"))
+            if not self._outbox:
+                backoff = FLUSH_EVERY_S
+                continue
+            try:
+                self._send_once()
+                backoff = FLUSH_EVERY_S
+            except AttemptStale:
+                self.stale = True
+                return
+            except ReportRefused:
+                backoff = FLUSH_EVERY_S
+            except ServerUnavailable:
+                backoff = min(MAX_BACKOFF_S, backoff * 2)
+
+    def _event(self, type_: str, **fields: Any) -> dict[str, Any]:
+        event = {"type": type_, "seq": self._next_seq, "time": time.time(), **fields}
+        self._next_seq += 1
+        return event
+
+    def _form_events(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+            points, self._points = self._points, []
+        for start in range(0, len(lines), MAX_LOG_LINES_PER_EVENT):
+            chunk = lines[start:start + MAX_LOG_LINES_PER_EVENT]
+            self._outbox.append(self._event("log", first=self._next_line, lines=chunk))
+            self._next_line += len(chunk)
+        for start in range(0, len(points), MAX_METRIC_POINTS_PER_EVENT):
+            chunk = points[start:start + MAX_METRIC_POINTS_PER_EVENT]
+            self._outbox.append(self._event("metric", first=self._next_point, points=chunk))
+            self._next_point += len(chunk)
+
+    def _send_until_acknowledged(self, deadline_s: float, stop_on_refusal: bool = False) -> None:
+        deadline = self._clock() + deadline_s
+        backoff = 0.1
+        while self._outbox:
+            try:
+                self._send_once()
+                backoff = 0.1
+            except ReportRefused:
+                if stop_on_refusal:
+                    raise
+            except ServerUnavailable:
+                if self._clock() + backoff > deadline:
+                    raise
+                time.sleep(backoff)
+                backoff = min(MAX_BACKOFF_S, backoff * 2)
+
+    def _send_once(self) -> None:
+        batch = self._outbox[:MAX_EVENTS_PER_REPORT]
+        body = {"attempt_id": self.job["attempt_id"], "events": batch}
+        try:
+            response = self._client.post(self._url, json=body, headers=self._headers)
+        except httpx.HTTPError as exc:
+            raise ServerUnavailable(str(exc)) from exc
+        self._last_sent = self._clock()
+        if response.status_code == 409:
+            raise AttemptStale(response.text)
+        if response.status_code >= 500 or response.status_code == 429:
+            raise ServerUnavailable(f"HTTP {response.status_code}")
+        self._last_contact = self._clock()
+        del self._outbox[:len(batch)]
+        if response.status_code >= 400:
+            # A report the server can never accept (a bug, a revoked token): retrying forever
+            # would block everything after it, so it is dropped.
+            log.error("step run %s: report refused with %s: %s", self.job["step_run_id"],
+                      response.status_code, response.text[:500])
+            raise ReportRefused(response.text[:500])
+        self.cancel_requested = self.cancel_requested or bool(response.json().get("cancel"))
+
+
+def worker_name() -> str:
+    return os.environ.get("PIPELINES_WORKER_NAME") or socket.gethostname()

@@ -1,0 +1,158 @@
+"""The compute worker: runs StepJobs from its target's queue and announces itself.
+
+Each step runs in the executor's subprocess; this module claims the attempt, wires the
+executor to the reporter and reports the end. A daemon thread in the worker's main process
+posts a heartbeat (hostname, target, slots, busy, the hardware it sees) to the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from celery import signals
+from celery.worker import state as worker_state
+
+from runner.broker import var_dir
+from runner.celery_app import app
+from runner.executor import StepResult, execute
+from runner.messages import MessageError, StepJob, parse_step_job
+from runner.reporter import StepReporter, worker_name
+
+log = logging.getLogger(__name__)
+
+WORKER_HEARTBEAT_S = float(os.environ.get("PIPELINES_WORKER_HEARTBEAT_S", "5"))
+
+
+def work_root() -> Path:
+    root = Path(os.environ.get("PIPELINES_WORK_DIR") or var_dir() / "work")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@app.task(name="runner.run_step", ignore_result=True)
+def run_step(job: dict[str, Any]) -> str:
+    """Run one step attempt. Returns what happened, for the worker's own log."""
+    try:
+        step_job = parse_step_job(job)
+    except MessageError as exc:
+        log.error("dropping a malformed StepJob: %s", exc)
+        return "malformed"
+    return run_job(step_job)
+
+
+def run_job(job: StepJob, reporter: StepReporter | None = None) -> str:
+    reporter = reporter or StepReporter(job)
+    if not reporter.claim():
+        return "not claimed"  # another delivery has it, or the attempt is over (R3)
+    result = execute(job, reporter, workdir_root=work_root(), should_stop=reporter.should_stop)
+    reporter.finish(_failure(result), result.outputs)
+    return result.status
+
+
+def _failure(result: StepResult) -> dict[str, Any] | None:
+    if result.status == "succeeded":
+        return None
+    return {
+        "reason": result.reason or "error",
+        "message": result.message,
+        "exit_code": result.exit_code,
+        "traceback": result.traceback,
+    }
+
+
+# --- the worker announces itself ---------------------------------------------------------
+
+
+def seen_resources() -> dict[str, Any]:
+    """What this machine offers: CPUs, memory and, where nvidia-smi answers, GPUs."""
+    return {
+        "cpus": psutil.cpu_count() or 1,
+        "memory_bytes": psutil.virtual_memory().total,
+        "gpus": _nvidia_gpus(),
+    }
+
+
+def _nvidia_gpus() -> list[dict[str, Any]]:
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        name, _, memory_mib = line.rpartition(",")
+        gpus.append({"name": name.strip(), "memory_bytes": int(memory_mib.strip()) * 2**20})
+    return gpus
+
+
+class WorkerAnnouncer:
+    """Posts the worker's heartbeat to the server until the worker stops."""
+
+    def __init__(self, server_url: str, key: str, target: str, slots: int) -> None:
+        self.url = f"{server_url.rstrip('/')}/api/worker/heartbeat/"
+        self.headers = {"Authorization": f"WorkerKey {key}"}
+        self.target = target
+        self.slots = slots
+        self.resources = seen_resources()
+        self._stop = threading.Event()
+        self._client = httpx.Client(timeout=5.0)
+
+    def beat(self, stopping: bool = False) -> None:
+        body = {
+            "hostname": worker_name(), "target": self.target, "slots": self.slots,
+            "busy": len(worker_state.active_requests), "resources": self.resources,
+            "stopping": stopping,
+        }
+        try:
+            response = self._client.post(self.url, json=body, headers=self.headers)
+            if response.status_code >= 400:
+                log.warning("heartbeat refused (%s): %s", response.status_code, response.text)
+        except httpx.HTTPError as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.beat()
+            self._stop.wait(WORKER_HEARTBEAT_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.beat(stopping=True)
+
+
+_announcer: WorkerAnnouncer | None = None
+
+
+@signals.worker_ready.connect
+def _start_announcing(sender=None, **kwargs) -> None:
+    global _announcer
+    target = os.environ.get("PIPELINES_TARGET")
+    server, key = os.environ.get("PIPELINES_SERVER_URL"), os.environ.get("PIPELINES_WORKER_KEY")
+    if not (target and server and key):
+        log.warning("not announcing this worker: set PIPELINES_TARGET, PIPELINES_SERVER_URL "
+                    "and PIPELINES_WORKER_KEY")
+        return
+    controller = getattr(sender, "controller", sender)
+    slots = getattr(controller, "concurrency", None) or 1
+    _announcer = WorkerAnnouncer(server, key, target, slots)
+    threading.Thread(target=_announcer.run, name="worker-heartbeat", daemon=True).start()
+    log.info("announcing worker for target %s: %s", target, json.dumps(_announcer.resources))
+
+
+@signals.worker_shutdown.connect
+def _stop_announcing(**kwargs) -> None:
+    if _announcer is not None:
+        _announcer.stop()

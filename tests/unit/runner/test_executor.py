@@ -1,0 +1,432 @@
+"""The executor runs real step subprocesses: streams, results, timeouts, isolation, masking."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from runner import executor
+from runner.datastore import Datastore
+from runner.executor import StepResult, execute
+from runner.messages import MAX_LOG_LINE_CHARS, StepJob, parse_step_job
+
+
+class RecordingSink:
+    """Keeps what the executor streams, as the worker's reporter would send it."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+        self.metrics: list[tuple[str, float, int | None]] = []
+
+    def log(self, stream: str, text: str, time: float) -> None:
+        self.lines.append((stream, text))
+
+    def metric(self, key: str, value: float, step: int | None, time: float) -> None:
+        self.metrics.append((key, value, step))
+
+    def texts(self, stream: str) -> list[str]:
+        return [text for name, text in self.lines if name == stream]
+
+    def all_text(self) -> str:
+        return "\n".join(text for _, text in self.lines)
+
+
+def make_job(tmp_path: Path, script: str, **overrides: Any) -> StepJob:
+    job = {
+        "version": 1, "run_id": "run-1", "step_run_id": 1, "node": "train", "attempt": 1,
+        "attempt_id": uuid.uuid4().hex, "token": "t" * 32,
+        "server_url": "http://127.0.0.1:8000", "component": "python-script@1",
+        "command": ["{python}", "{script}"],
+        "code": {"inline": {"main.py": textwrap.dedent(script)}},
+        "params": {}, "inputs": {}, "outputs": [], "env": {}, "secrets": {}, "python": None,
+        "datastore_url": f"file://{tmp_path / 'store'}", "timeout_s": 30, "heartbeat_s": 5.0,
+    }
+    job.update(overrides)
+    return parse_step_job(job)
+
+
+def run(tmp_path: Path, job: StepJob, **kwargs: Any) -> tuple[StepResult, RecordingSink]:
+    sink = RecordingSink()
+    result = execute(job, sink, workdir_root=tmp_path / "work", **kwargs)
+    return result, sink
+
+
+def wait_gone(pid: int, within_s: float = 3.0) -> bool:
+    """Whether the process is gone (or a zombie nobody reaped yet) within the time."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def artifacts_and_temp_files(tmp_path: Path) -> list[str]:
+    store = tmp_path / "store"
+    return [str(p.relative_to(store)) for p in store.rglob("*")
+            if p.parent.name in ("artifacts", "tmp")] if store.exists() else []
+
+
+GRANDCHILD = """
+    import subprocess, sys, time
+    child = subprocess.Popen(["sleep", "1000"])
+    print("grandchild", child.pid, flush=True)
+    time.sleep(1000)
+"""
+
+
+def grandchild_pid(sink: RecordingSink) -> int:
+    line = next(text for text in sink.texts("stdout") if text.startswith("grandchild"))
+    return int(line.split()[1])
+
+
+# --- Streams -----------------------------------------------------------------------------
+
+
+def test_stdout_stderr_and_metrics_reach_the_sink_in_order(tmp_path: Path) -> None:
+    job = make_job(tmp_path, """
+        import sys
+        from runner import context
+        for i in range(3):
+            print(f"out {i}")
+            print(f"err {i}", file=sys.stderr)
+            context.log_metric("loss", 1.0 / (i + 1), step=i)
+        context.log_metrics({"acc": 0.9, "f1": 0.8})
+    """)
+    result, sink = run(tmp_path, job)
+    assert result.status == "succeeded", result
+    assert (result.reason, result.message, result.exit_code) == (None, "succeeded", 0)
+    assert sink.texts("stdout") == ["out 0", "out 1", "out 2"]
+    assert sink.texts("stderr") == ["err 0", "err 1", "err 2"]
+    assert sink.metrics == [("loss", 1.0, 0), ("loss", 0.5, 1), ("loss", 1 / 3, 2),
+                            ("acc", 0.9, None), ("f1", 0.8, None)]
+
+
+def test_long_lines_are_cut_and_bad_metric_lines_reported(tmp_path: Path) -> None:
+    job = make_job(tmp_path, """
+        import os
+        print("x" * 100_000)
+        print("after")
+        fd = int(os.environ["PIPELINES_METRICS_FD"])
+        os.write(fd, b"not json\\n")
+        os.write(fd, b'{"key": "ok", "value": 2, "step": null, "time": 1.0}\\n')
+        os.write(fd, b'{"key": "nan", "value": NaN, "step": null, "time": 1.0}\\n')
+    """)
+    result, sink = run(tmp_path, job)
+    assert result.status == "succeeded"
+    long_line, after = sink.texts("stdout")
+    assert len(long_line) == MAX_LOG_LINE_CHARS and long_line.endswith("[line cut]")
+    assert after == "after"
+    assert sink.metrics == [("ok", 2.0, None)]
+    malformed = [t for t in sink.texts("system") if "malformed metric line" in t]
+    assert len(malformed) == 2 and "not json" in malformed[0]
+
+
+def test_on_start_gets_the_step_pid(tmp_path: Path) -> None:
+    job = make_job(tmp_path, "import os; print(os.getpid())")
+    pids: list[int] = []
+    result, sink = run(tmp_path, job, on_start=pids.append)
+    assert result.status == "succeeded"
+    assert pids == [int(sink.texts("stdout")[0])]
+
+
+# --- Parameters, inputs, outputs ----------------------------------------------------------
+
+
+def publish_input(tmp_path: Path, text: str) -> dict:
+    source = tmp_path / f"input-{uuid.uuid4().hex}"
+    source.mkdir()
+    (source / "rows.txt").write_text(text)
+    return Datastore(f"file://{tmp_path / 'store'}").publish(source)
+
+
+def test_params_inputs_and_outputs_work_through_context_and_variables(tmp_path: Path) -> None:
+    data = publish_input(tmp_path, "1\n2\n3\n")
+    job = make_job(tmp_path, """
+        import json, os
+        from pathlib import Path
+        from runner import context
+        assert context.params() == json.loads(Path(os.environ["PIPELINES_PARAMS"]).read_text())
+        assert str(context.input_path("data")) == os.environ["PIPELINES_INPUT_DATA"]
+        assert os.path.islink(context.input_path("data"))  # linked, not copied
+        assert str(context.output_path("model")) == os.environ["PIPELINES_OUTPUT_MODEL"]
+        rows = (context.input_path("data") / "rows.txt").read_text().split()
+        total = sum(map(int, rows)) * context.param("alpha")
+        (context.output_path("model") / "total.txt").write_text(str(total))
+        print(context.run_id(), context.node(), context.attempt())
+    """, params={"alpha": 2}, inputs={"data": data}, outputs=["model", "unused"], attempt=2)
+    result, sink = run(tmp_path, job)
+    assert result.status == "succeeded", (result, sink.lines)
+    assert sink.texts("stdout") == ["run-1 train 2"]
+    assert set(result.outputs) == {"model", "unused"}
+    fetched = tmp_path / "fetched"
+    Datastore.containing(result.outputs["model"]).materialize(result.outputs["model"], fetched)
+    assert (fetched / "total.txt").read_text() == "12"
+    assert result.outputs["unused"]["size"] == 0
+    assert Datastore.containing(data).exists(data["digest"])  # cleaning up unlinked, not deleted
+
+
+def test_cleaning_up_never_follows_links_out_of_the_working_directory(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("keep")
+    job = make_job(tmp_path, f"""
+        import os
+        os.symlink({str(precious)!r}, "link-out")
+        os.makedirs("locked/inner")
+        os.chmod("locked", 0o500)
+    """)
+    result, _ = run(tmp_path, job)
+    assert result.status == "succeeded"
+    assert (precious / "keep.txt").read_text() == "keep"
+    assert not (tmp_path / "work" / "run-1").exists()
+
+
+def test_outputs_have_the_same_digest_across_runs(tmp_path: Path) -> None:
+    code = """
+        from runner import context
+        (context.output_path("out") / "a.txt").write_text("same every time")
+    """
+    first, _ = run(tmp_path, make_job(tmp_path, code, outputs=["out"]))
+    second, _ = run(tmp_path, make_job(tmp_path, code, outputs=["out"], attempt=2))
+    assert first.outputs["out"] == second.outputs["out"]
+    assert not (tmp_path / "work" / "run-1").exists()  # working directories are removed
+
+
+def test_the_working_directory_can_be_kept(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINES_KEEP_WORKDIR", "1")
+    result, sink = run(tmp_path, make_job(tmp_path, "import os; print(os.getcwd())"))
+    workdir = Path(sink.texts("stdout")[0]).parent
+    assert workdir.parent == tmp_path / "work" / "run-1"
+    assert workdir.name.startswith("train-a1-")
+    assert (workdir / "params.json").exists() and (workdir / "code" / "main.py").exists()
+
+
+def test_script_and_arguments_come_from_params(tmp_path: Path) -> None:
+    job = make_job(tmp_path, "", params={"script": "tools/run.py", "arguments": ["--n", "3"]},
+                   code={"inline": {"tools/run.py": "import sys; print(sys.argv[1:])"}})
+    result, sink = run(tmp_path, job)
+    assert result.status == "succeeded"
+    assert sink.texts("stdout") == ["['--n', '3']"]
+
+
+def test_code_can_come_from_a_snapshot_copied_writable(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "main.py").write_text(
+        "import helper; open('next-to-me.txt', 'w').write('ok'); print(helper.VALUE)")
+    (source / "helper.py").write_text("VALUE = 42\n")
+    snapshot = Datastore(f"file://{tmp_path / 'store'}").publish_snapshot(source)
+    result, sink = run(tmp_path, make_job(tmp_path, "", code={"snapshot": snapshot}))
+    assert result.status == "succeeded", sink.lines
+    assert sink.texts("stdout") == ["42"]
+
+
+def test_inputs_from_an_object_store_are_downloaded(tmp_path: Path) -> None:
+    store = Datastore(f"memory://executor-{uuid.uuid4().hex}")
+    source = tmp_path / "remote-input"
+    source.mkdir()
+    (source / "x.txt").write_text("from far away")
+    ref = store.publish(source)
+    job = make_job(tmp_path, """
+        import os
+        from runner import context
+        path = context.input_path("data")
+        print(os.path.islink(path), (path / "x.txt").read_text())
+    """, inputs={"data": ref})
+    result, sink = run(tmp_path, job)
+    assert result.status == "succeeded", sink.lines
+    assert sink.texts("stdout") == ["False from far away"]
+
+
+# --- Failures -----------------------------------------------------------------------------
+
+
+def test_a_python_error_gives_exit_and_its_traceback(tmp_path: Path) -> None:
+    job = make_job(tmp_path, """
+        from runner import context
+        (context.output_path("out") / "partial.txt").write_text("half")
+        def fail():
+            raise ValueError("boom")
+        fail()
+    """, outputs=["out"])
+    result, _ = run(tmp_path, job)
+    assert (result.status, result.reason, result.exit_code) == ("failed", "exit", 1)
+    assert result.message == "exit code 1: ValueError: boom"
+    assert result.traceback.startswith("Traceback (most recent call last):")
+    assert "in fail" in result.traceback and result.traceback.endswith("ValueError: boom")
+    assert result.outputs == {}
+    assert artifacts_and_temp_files(tmp_path) == []
+
+
+def test_an_exit_code_without_a_traceback_reports_the_stderr_tail(tmp_path: Path) -> None:
+    job = make_job(tmp_path, """
+        import sys
+        for i in range(80):
+            print(f"line {i}", file=sys.stderr)
+        sys.exit(3)
+    """)
+    result, _ = run(tmp_path, job)
+    assert (result.reason, result.message, result.exit_code) == ("exit", "exit code 3", 3)
+    assert result.traceback.splitlines() == [f"line {i}" for i in range(30, 80)]
+
+
+def test_a_step_killed_by_a_signal_says_so(tmp_path: Path) -> None:
+    job = make_job(tmp_path, """
+        import os, signal
+        from runner import context
+        (context.output_path("out") / "partial.txt").write_text("half")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """, outputs=["out"])
+    result, _ = run(tmp_path, job)
+    assert (result.status, result.reason) == ("failed", "signal")
+    assert result.message == "killed by signal 9" and result.exit_code is None
+    assert result.outputs == {} and artifacts_and_temp_files(tmp_path) == []
+
+
+def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    job = make_job(tmp_path, GRANDCHILD, timeout_s=1)
+    started = time.monotonic()
+    result, sink = run(tmp_path, job)
+    elapsed = time.monotonic() - started
+    assert (result.reason, result.message) == ("timeout", "timed out after 1 s")
+    assert wait_gone(grandchild_pid(sink))
+    assert elapsed < 1 + executor.KILL_GRACE_S
+    assert "timed out after 1 s: stopping the step" in sink.texts("system")
+
+
+def test_a_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
+    sink = RecordingSink()
+
+    def should_stop() -> str | None:
+        return "canceled" if sink.texts("stdout") else None
+
+    started = time.monotonic()
+    result = execute(make_job(tmp_path, GRANDCHILD), sink, workdir_root=tmp_path / "work",
+                     should_stop=should_stop)
+    assert (result.status, result.reason, result.message) == ("failed", "canceled", "canceled")
+    assert wait_gone(grandchild_pid(sink))
+    assert time.monotonic() - started < 10
+
+
+def test_a_step_that_ignores_sigterm_is_killed_after_the_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor, "KILL_GRACE_S", 0.5)
+    job = make_job(tmp_path, """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ready", flush=True)
+        time.sleep(1000)
+    """)
+    sink = RecordingSink()
+    result = execute(job, sink, workdir_root=tmp_path / "work",
+                     should_stop=lambda: "lost_contact" if sink.lines else None)
+    assert (result.reason, result.message) == ("lost_contact", "lost contact with the server")
+    assert result.exit_code is None
+
+
+def test_grandchildren_left_behind_by_a_finished_step_are_killed(tmp_path: Path) -> None:
+    job = make_job(tmp_path, """
+        import subprocess
+        child = subprocess.Popen(["sleep", "1000"])  # holds stdout open, never waited for
+        print("grandchild", child.pid, flush=True)
+    """)
+    started = time.monotonic()
+    result, sink = run(tmp_path, job)
+    assert result.status == "succeeded"
+    assert wait_gone(grandchild_pid(sink))
+    assert time.monotonic() - started < executor.READER_JOIN_S
+
+
+# --- Isolation and secrets ----------------------------------------------------------------
+
+
+def test_the_step_sees_an_allowlisted_environment_only(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://:broker-password@redis:6379/0")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:db-password@db/x")
+    monkeypatch.setenv("PIPELINES_WORKER_TOKEN", "worker-token-value")
+    job = make_job(tmp_path, """
+        import json, os
+        print(json.dumps(dict(os.environ)))
+    """, env={"MODE": "fast"}, secrets={"API_KEY": "declared-secret"})
+    result, sink = run(tmp_path, job)
+    assert result.status == "succeeded"
+    env = json.loads(sink.texts("stdout")[0].replace("***", "declared-secret"))
+    assert "CELERY_BROKER_URL" not in env and "DATABASE_URL" not in env
+    assert "PIPELINES_WORKER_TOKEN" not in env
+    assert env["MODE"] == "fast" and env["API_KEY"] == "declared-secret"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["TMPDIR"] == os.path.join(env["HOME"], "tmp")
+    assert env["PYTHONPATH"] == os.path.join(env["HOME"], ".pipelines", "lib")
+    allowed = {"PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "PYTHONUNBUFFERED",
+               "PYTHONPATH", "MODE", "API_KEY"}
+    assert {k for k in env if not k.startswith("PIPELINES_")} <= allowed
+    # Reading /proc/<ppid>/environ still works for a same-user step; S6 hardening (a
+    # non-dumpable worker, or a separate user) is not part of the executor yet.
+
+
+def test_declared_secrets_are_masked_in_logs_and_errors(tmp_path: Path) -> None:
+    job = make_job(tmp_path, """
+        import os, sys
+        key = os.environ["API_KEY"]
+        print("the key is", key)
+        print(f"key={key};again={key}", file=sys.stderr)
+        raise RuntimeError(f"rejected {key}")
+    """, secrets={"API_KEY": "hunter2-very-secret"})
+    result, sink = run(tmp_path, job)
+    assert "hunter2" not in sink.all_text()
+    assert "hunter2" not in result.message + result.traceback
+    assert sink.texts("stdout") == ["the key is ***"]
+    assert "key=***;again=***" in sink.texts("stderr")
+    assert result.message == "exit code 1: RuntimeError: rejected ***"
+
+
+# --- Setup errors -------------------------------------------------------------------------
+
+
+def test_a_missing_interpreter_is_an_error_not_an_exception(tmp_path: Path) -> None:
+    job = make_job(tmp_path, "print('never')", python="/nonexistent/venv/bin/python")
+    result, sink = run(tmp_path, job)
+    assert (result.status, result.reason) == ("failed", "error")
+    assert "/nonexistent/venv/bin/python" in result.message
+    assert not (tmp_path / "work" / "run-1").exists()
+
+
+def test_a_missing_snapshot_is_an_error(tmp_path: Path) -> None:
+    digest = "sha256:" + "0" * 64
+    ref = {"digest": digest, "uri": f"file://{tmp_path / 'store'}/artifacts/{'0' * 64}",
+           "size": 1}
+    result, _ = run(tmp_path, make_job(tmp_path, "", code={"snapshot": ref}))
+    assert result.reason == "error" and "code snapshot" in result.message
+
+
+def test_code_files_cannot_escape_the_working_directory(tmp_path: Path) -> None:
+    job = make_job(tmp_path, "", code={"inline": {"../escape.py": "print(1)"}})
+    result, _ = run(tmp_path, job)
+    assert result.reason == "error" and "escape.py" in result.message
+    assert not (tmp_path / "work" / "run-1" / "escape.py").exists()
+
+
+def test_a_bad_arguments_parameter_is_an_error(tmp_path: Path) -> None:
+    result, _ = run(tmp_path, make_job(tmp_path, "", params={"arguments": "--n 3"}))
+    assert result.reason == "error" and "arguments" in result.message
+
+
+@pytest.mark.parametrize("port", ["../escape", ".."])
+def test_port_names_cannot_escape_their_folder(tmp_path: Path, port: str) -> None:
+    result, _ = run(tmp_path, make_job(tmp_path, "", outputs=[port]))
+    assert result.reason == "error" and "invalid port name" in result.message
