@@ -173,7 +173,7 @@ def apply_step_event(step: StepView, event: StepEvent, policy: NodePolicy) -> St
         raise TypeError(f"not a step event: {event!r}")
     if step.state in TERMINAL_STEP_STATES:
         return StepOutcome(step, "duplicate" if _already_applied(step, event) else "stale")
-    if step.state == "pending":
+    if step.state == "pending" or event.attempt != step.attempt:
         # A pending step has no attempt at all, so nothing can be about it.
         return StepOutcome(step, "stale")
 

@@ -19,8 +19,10 @@ class WorkerProcess:
     """`python -m runner worker --target NAME` as a subprocess, stopped at the end."""
 
     def __init__(self, target: str, server_url: str, *, concurrency: int = 1,
-                 key: str = "", extra_env: dict[str, str] | None = None) -> None:
+                 key: str = "", name: str | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.target = target
+        self.name = name
         self.log_path = ROOT / "var" / "test-workers" / f"{target}-{uuid.uuid4().hex[:6]}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PIPELINES_SERVER_URL": server_url, "PIPELINES_WORKER_KEY": key,
@@ -29,7 +31,8 @@ class WorkerProcess:
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "runner", "worker", "--target", target,
-                 "--concurrency", str(concurrency), "--loglevel", "INFO"],
+                 "--concurrency", str(concurrency), "--loglevel", "INFO",
+                 *(["--name", name] if name else [])],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self._wait_ready()

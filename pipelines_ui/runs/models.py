@@ -29,6 +29,8 @@ class Run(models.Model):
         max_length=10, choices=[(s, s) for s in RUN_STATES], default="queued"
     )
     canceling = models.BooleanField(default=False)
+    # False for "rerun all": every step runs again even where an identical one succeeded.
+    allow_reuse = models.BooleanField(default=True)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.USER)
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -32,6 +32,7 @@ from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
 from runner import transitions
 from runner.components import ComponentDef
 from runner.fingerprint import explain_changes, fingerprint, fingerprint_parts
+from runner.graph import topological_order
 from runner.messages import CONTRACT_VERSION, StepJob, parse_step_job, parse_step_report
 from runner.spec import Spec, SpecError, check_run_parameters, resolve_params
 
@@ -62,23 +63,28 @@ def submit_run(
     rerun_of: Run | None = None,
     tags: Iterable[str] = (),
     note: str = "",
+    spec_document: dict[str, Any] | None = None,
+    allow_reuse: bool = True,
+    carried: dict[str, StepRun] | None = None,
 ) -> Run:
     """Freeze the spec and parameters, create the step runs and start what is ready.
 
+    The spec is `spec_document` if given, else the version's, else the pipeline's draft.
+    `carried` steps (node -> an earlier succeeded step) start as reused (rerun from failed).
     Raises SpecInvalid for a bad spec, bad parameters or an unknown compute target. The run is
     committed before any job is sent, so a broker outage leaves it queued, never lost (R5).
     """
     workspace = pipeline.workspace
-    spec = check_spec(workspace, version.spec if version else pipeline.spec)
-    values, errors = check_run_parameters(spec, parameters or {})
-    if errors:
-        raise SpecInvalid(errors, "The run parameters are invalid.")
+    document = spec_document or (version.spec if version else pipeline.spec)
+    spec, values = _checked(workspace, document, parameters)
     targets = _compute_targets(workspace, spec)
+    carried = carried or {}
     with transaction.atomic():
         run = Run.objects.create(
             workspace=workspace, pipeline=pipeline, version=version, spec=spec.to_dict(),
             parameters=values, trigger=trigger, triggered_by=user, token=token,
             endpoint=endpoint, schedule=schedule, rerun_of=rerun_of, note=note,
+            allow_reuse=allow_reuse,
         )
         RunTag.objects.bulk_create([RunTag(run=run, name=tag) for tag in set(tags)])
         StepRun.objects.bulk_create([
@@ -86,9 +92,77 @@ def submit_run(
                     compute_target=targets[node.compute], allow_reuse=node.allow_reuse)
             for node in spec.nodes
         ])
+        for step in run.steps.filter(node__in=carried):
+            _reuse(step, carried[step.node])
         advance_run(run.pk)
     run.refresh_from_db()
     return run
+
+
+def _checked(workspace, document: Any, parameters: dict[str, Any] | None
+             ) -> tuple[Spec, dict[str, Any]]:
+    spec = check_spec(workspace, document)
+    values, errors = check_run_parameters(spec, parameters or {})
+    if errors:
+        raise SpecInvalid(errors, "The run parameters are invalid.")
+    return spec, values
+
+
+def rerun(run: Run, *, from_failed: bool, user=None, token: ApiToken | None = None) -> Run:
+    """Run the same spec and parameters again.
+
+    From the failed steps: what succeeded (or was reused) in `run` is carried over as reused,
+    the rest runs. Otherwise every step runs again, reuse switched off.
+    """
+    carried = {}
+    if from_failed:
+        for step in run.steps.filter(state__in=("succeeded", "reused")).select_related(
+                "reused_from"):
+            carried[step.node] = step.reused_from or step
+    return submit_run(
+        run.pipeline, parameters=run.parameters, version=run.version, user=user, token=token,
+        trigger=Run.Trigger.RERUN, rerun_of=run, spec_document=run.spec,
+        allow_reuse=from_failed, carried=carried,
+    )
+
+
+def plan_run(pipeline: Pipeline, *, parameters: dict[str, Any] | None = None,
+             version: PipelineVersion | None = None) -> list[dict[str, Any]]:
+    """Before a run: which steps would be reused and which would run, and why."""
+    workspace = pipeline.workspace
+    spec, values = _checked(workspace, version.spec if version else pipeline.spec, parameters)
+    targets = _compute_targets(workspace, spec)
+    registry = component_registry(workspace)
+    parents = spec.parents()
+    outputs: dict[str, dict[str, str]] = {}
+    running: set[str] = set()
+    plan = []
+    for node_id in topological_order([n.id for n in spec.nodes], _links(spec)):
+        node = spec.node(node_id)
+        rerunning = [p for p in parents[node_id] if p in running]
+        if rerunning:
+            running.add(node_id)
+            plan.append({"node": node_id, "action": "run", "reused_from": None,
+                         "reason": f"runs after {', '.join(rerunning)}, which will run"})
+            continue
+        params = resolve_params(node, values)
+        inputs = _input_digests(spec, node_id, outputs)
+        parts = _parts(node, params, inputs, registry, targets[node.compute])
+        earlier = _reusable_step(workspace.pk, fingerprint(parts)) if node.allow_reuse else None
+        if earlier is not None:
+            outputs[node_id] = earlier.outputs
+            plan.append({"node": node_id, "action": "reuse", "reused_from": earlier.run_id,
+                         "reason": f"identical to step {earlier.node} of run {earlier.run_id}"})
+            continue
+        running.add(node_id)
+        reason = ("reuse is off for this node" if not node.allow_reuse else
+                  "; ".join(explain_changes(_previous_parts(pipeline.pk, node_id), parts)))
+        plan.append({"node": node_id, "action": "run", "reused_from": None, "reason": reason})
+    return plan
+
+
+def _links(spec: Spec) -> list[tuple[str, str]]:
+    return [(e.from_node, e.to_node) for e in spec.edges]
 
 
 def _compute_targets(workspace, spec: Spec) -> dict[str, ComputeTarget]:
@@ -212,64 +286,83 @@ def _start_step(run: Run, spec: Spec, step: StepRun, steps: dict[str, StepRun],
     """A ready step: reuse an earlier identical step's outputs, or queue a new attempt."""
     node = spec.node(step.node)
     step.params = resolve_params(node, run.parameters)
-    step.inputs = {
-        port: steps[parent].outputs[parent_port]
-        for port, (parent, parent_port) in spec.inputs_of(node.id).items()
-        if parent_port in steps[parent].outputs
-    }
-    step.fingerprint_parts = fingerprint_parts(
-        code_digest=registry[node.component].code_digest,
-        params=step.params,
-        inputs=step.inputs,
-        environment=_environment(node, step.compute_target),
-    )
+    step.inputs = _input_digests(spec, node.id, {n: s.outputs for n, s in steps.items()})
+    step.fingerprint_parts = _parts(node, step.params, step.inputs, registry,
+                                    step.compute_target)
     step.fingerprint = fingerprint(step.fingerprint_parts)
     step.save()
     step.consumed.set(Artifact.objects.filter(workspace=run.workspace_id,
                                               digest__in=step.inputs.values()))
-    earlier = _reusable_step(run, step) if node.allow_reuse else None
+    reuse = node.allow_reuse and run.allow_reuse
+    earlier = _reusable_step(run.workspace_id, step.fingerprint, exclude_run=run.pk) if reuse \
+        else None
     if earlier is not None:
-        now = timezone.now()
-        step.state = "reused"
-        step.outputs = earlier.outputs
-        step.reused_from = earlier
-        step.reason = f"reused the outputs of run {earlier.run_id} (step {earlier.node})"
-        step.started_at = step.finished_at = now
-        step.save()
+        _reuse(step, earlier)
         return
-    step.reason = "; ".join(explain_changes(_previous_parts(run, step), step.fingerprint_parts))
+    step.reason = ("reuse is off for this run" if not run.allow_reuse else
+                   "reuse is off for this node" if not node.allow_reuse else
+                   "; ".join(explain_changes(
+                       _previous_parts(run.pipeline_id, step.node, exclude_run=run.pk),
+                       step.fingerprint_parts)))
     _new_attempt(step, attempt=step.attempt + 1)
 
 
-def _environment(node, target: ComputeTarget | None) -> dict[str, Any]:
+def _reuse(step: StepRun, earlier: StepRun) -> None:
+    now = timezone.now()
+    step.state = "reused"
+    step.outputs = earlier.outputs
+    step.reused_from = earlier
+    step.reason = f"reused the outputs of run {earlier.run_id} (step {earlier.node})"
+    step.started_at = step.finished_at = now
+    step.save()
+
+
+def _input_digests(spec: Spec, node_id: str,
+                   outputs: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The node's input port -> digest of the parent output that feeds it (where there is one)."""
     return {
+        port: outputs[parent][parent_port]
+        for port, (parent, parent_port) in spec.inputs_of(node_id).items()
+        if parent_port in outputs.get(parent, {})
+    }
+
+
+def _parts(node, params: dict[str, Any], inputs: dict[str, str],
+           registry: dict[str, ComponentDef], target: ComputeTarget | None) -> dict[str, Any]:
+    """What decides reuse: code, parameters, inputs and environment (never position or order)."""
+    environment = {
         "component": node.component,
         "python": (target.python if target else "") or "worker default",
         "env": dict(node.env),
         "secrets": sorted(node.secrets),
     }
+    return fingerprint_parts(code_digest=registry[node.component].code_digest, params=params,
+                             inputs=inputs, environment=environment)
 
 
-def _reusable_step(run: Run, step: StepRun) -> StepRun | None:
-    """The latest succeeded step with the same fingerprint whose outputs all still exist."""
+def _reusable_step(workspace_id: int, fingerprint_: str,
+                   exclude_run: int | None = None) -> StepRun | None:
+    """The latest succeeded step with this fingerprint whose outputs all still exist."""
     candidates = (
-        StepRun.objects.filter(run__workspace=run.workspace_id, fingerprint=step.fingerprint,
+        StepRun.objects.filter(run__workspace=workspace_id, fingerprint=fingerprint_,
                                state="succeeded", allow_reuse=True)
-        .exclude(run=run)
+        .exclude(run=exclude_run)
         .order_by("-finished_at")[:5]
     )
     for candidate in candidates:
         digests = set(candidate.outputs.values())
-        found = Artifact.objects.filter(workspace=run.workspace_id, digest__in=digests).count()
+        found = Artifact.objects.filter(workspace=workspace_id, digest__in=digests).count()
         if found == len(digests):
             return candidate
     return None
 
 
-def _previous_parts(run: Run, step: StepRun) -> dict[str, Any] | None:
+def _previous_parts(pipeline_id: int, node_id: str,
+                    exclude_run: int | None = None) -> dict[str, Any] | None:
+    """The fingerprint parts of the node's latest earlier step, to say what changed."""
     previous = (
-        StepRun.objects.filter(run__pipeline=run.pipeline_id, node=step.node)
-        .exclude(run=run).exclude(fingerprint="")
+        StepRun.objects.filter(run__pipeline=pipeline_id, node=node_id)
+        .exclude(run=exclude_run).exclude(fingerprint="")
         .order_by("-run__created_at", "-id")
         .values_list("fingerprint_parts", flat=True)
         .first()

@@ -153,3 +153,49 @@ def test_cancel_ends_the_whole_process_tree(workspace, target, owner):
     assert run.status == "canceled"
     assert {s.node: s.state for s in run.steps.all()} == {"slow": "canceled", "after": "canceled"}
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_rerun_from_the_failed_step_reuses_what_succeeded(workspace, target, owner):
+    from pipelines_ui.runs.services import rerun
+
+    spec = diamond(target.name)
+    spec["nodes"][1]["params"]["code"] = (
+        "import os\nfrom runner import context\n"
+        "if not os.path.exists('/tmp/pipelines-test-fixed-' + context.run_id()):\n"
+        "    raise SystemExit('not fixed yet')\n"
+    )
+    pipeline = Pipeline.objects.create(workspace=workspace, name="flaky", spec=spec)
+    first = finished(submit_run(pipeline, user=owner))
+    assert first.status == "failed"
+    again = rerun(first, from_failed=True, user=owner)
+    states = {n: s.state for n, s in steps(again).items()}
+    assert states["a"] == states["c"] == "reused"
+    assert steps(again)["a"].reused_from_id == steps(first)["a"].pk
+    again = finished(again)
+    assert steps(again)["b"].state == "failed"  # still broken: it ran again, not reused
+    assert again.rerun_of_id == first.pk and again.trigger == "rerun"
+
+
+def test_a_rerun_of_everything_runs_every_step_again(pipeline, owner):
+    from pipelines_ui.runs.services import rerun
+
+    first = finished(submit_run(pipeline, user=owner))
+    again = finished(rerun(first, from_failed=False, user=owner))
+    assert again.status == "succeeded"
+    assert {s.state for s in steps(again).values()} == {"succeeded"}
+    assert steps(again)["a"].reason == "reuse is off for this run"
+
+
+def test_the_plan_says_what_would_be_reused_and_what_would_run(pipeline, owner):
+    from pipelines_ui.runs.services import plan_run
+
+    fresh = {p["node"]: p for p in plan_run(pipeline)}
+    assert {p["action"] for p in fresh.values()} == {"run"}
+    assert fresh["a"]["reason"] == "first run of this node"
+    first = finished(submit_run(pipeline, user=owner))
+    plan = {p["node"]: p for p in plan_run(pipeline, parameters={"offset": 3})}
+    assert {n: p["action"] for n, p in plan.items()} == {"a": "reuse", "b": "reuse",
+                                                         "c": "run", "d": "run"}
+    assert plan["a"]["reused_from"] == first.pk
+    assert "parameter offset changed from 10 to 3" in plan["c"]["reason"]
+    assert "runs after c" in plan["d"]["reason"]

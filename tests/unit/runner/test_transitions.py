@@ -23,6 +23,7 @@ from runner.transitions import (
     Cancel,
     CancelRequested,
     Claimed,
+    Effect,
     Failed,
     FinishRun,
     Lost,
@@ -278,7 +279,7 @@ def test_a_claim_after_the_queued_step_was_canceled_is_stale() -> None:
         ("reused", "stale"),
     ],
 )
-def test_a_cancel_request_on_a_finished_step_changes_nothing(state: str, effect: str) -> None:
+def test_a_cancel_request_on_a_finished_step_changes_nothing(state: str, effect: Effect) -> None:
     step = StepView(state, 1)
     assert apply_step_event(step, CancelRequested(), DEFAULT) == StepOutcome(step, effect)
 
@@ -396,7 +397,7 @@ def test_continue_on_failure_does_not_run_the_child_of_a_parent_that_never_ran(
 
 
 def test_actions_come_in_the_node_order_of_the_graph() -> None:
-    parents = {"z": [], "a": [], "m": []}
+    parents: dict[str, list[str]] = {"z": [], "a": [], "m": []}
     actions = next_actions(parents, {}, pending(parents), canceling=False)
     assert actions == [Ready("z"), Ready("a"), Ready("m")]
 
@@ -727,8 +728,9 @@ class RunMachine(RuleBasedStateMachine):
     def attempts_stay_within_the_budget(self) -> None:
         for node, view in self.steps.items():
             assert view.attempt <= self.policies[node].max_attempts
-            # The step view holds one attempt, so "at most one live attempt" means every
-            # earlier attempt was dispatched once and ended before this one was dispatched.
+            # A step view holds a single attempt, so a second live attempt could only show up
+            # as a live attempt nobody dispatched or as a repeated dispatch (checked in
+            # `dispatch`); events for the attempts it replaced are checked to be stale.
             if view.state in ("queued", "running"):
                 assert (node, view.attempt) in self.dispatches
             assert not view.cancel_requested or view.state in ("running", "canceled", "succeeded")
@@ -752,6 +754,10 @@ class RunMachine(RuleBasedStateMachine):
         if all(is_terminal(view.state) for view in self.steps.values()):
             expected = self.expected_status()
             assert actions == [FinishRun(expected)]
+            # Whatever the steps did, a run that was being canceled ends canceled.
+            assert next_actions(self.parents, self.policies, self.steps, canceling=True) == [
+                FinishRun("canceled")
+            ]
             assert state == expected
             assert self.run_status in (None, expected)
         else:

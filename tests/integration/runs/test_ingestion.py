@@ -1,0 +1,126 @@
+"""The step-event ingestion API: each event applied once, stale attempts stopped (R3, R8)."""
+
+import pytest
+
+from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.models import LogLine, MetricPoint, StepRun
+from pipelines_ui.runs.services import cancel_run, step_token, submit_run
+from tests.integration.runs.specs import script
+
+DIGEST = "sha256:" + "cd" * 32
+
+
+@pytest.fixture
+def step(workspace, local_target, owner):
+    spec = {"parameters": {}, "edges": [], "nodes": [
+        script("only", "print('hi')", target="local", outputs=["out"])]}
+    pipeline = Pipeline.objects.create(workspace=workspace, name="one", spec=spec)
+    run = submit_run(pipeline, user=owner)
+    return run.steps.get()
+
+
+def post(client, step, events, token=None, attempt_id=None):
+    attempt_id = attempt_id or step.attempt_id
+    return client.post(
+        f"/api/worker/steps/{step.pk}/events/",
+        {"attempt_id": attempt_id, "events": events}, content_type="application/json",
+        headers={"Authorization": f"StepToken {token or step_token(step.pk, attempt_id)}"},
+    )
+
+
+def started(seq=1, claim="claim-one-1234"):
+    return {"type": "started", "seq": seq, "time": 1.0, "claim": claim, "worker": "w1", "pid": 7}
+
+
+def lines(first, count, seq):
+    return {"type": "log", "seq": seq, "time": 1.0, "first": first,
+            "lines": [{"stream": "stdout", "text": f"line {first + i}", "time": 1.0}
+                      for i in range(count)]}
+
+
+def finished(seq):
+    return {"type": "finished", "seq": seq, "time": 2.0, "exit_code": 0,
+            "outputs": {"out": {"digest": DIGEST, "uri": "file:///x", "size": 3}}}
+
+
+def test_a_submitted_step_is_queued_with_an_attempt(step):
+    assert (step.state, step.attempt) == ("queued", 1)
+    assert len(step.attempt_id) == 32
+
+
+def test_a_report_without_the_attempts_token_is_refused(client, step):
+    assert post(client, step, [started()], token="0" * 64).status_code == 401
+    other = StepRun(pk=step.pk + 1000)
+    response = post(client, step, [started()], token=step_token(other.pk, step.attempt_id))
+    assert response.status_code == 401
+    step.refresh_from_db()
+    assert step.state == "queued"
+
+
+def test_a_malformed_report_gets_400_naming_the_field(client, step):
+    response = post(client, step, [{"type": "log", "seq": 1, "time": 1, "first": 1}])
+    assert response.status_code == 400
+    assert "lines" in response.json()["detail"]
+
+
+def test_the_same_claim_retried_is_accepted_and_another_delivery_is_refused(client, step):
+    assert post(client, step, [started()]).status_code == 200
+    assert post(client, step, [started()]).status_code == 200
+    duplicate = post(client, step, [started(claim="claim-two-5678")])
+    assert duplicate.status_code == 409
+    step.refresh_from_db()
+    assert (step.state, step.claim, step.worker) == ("running", "claim-one-1234", "w1")
+
+
+def test_replayed_lines_and_points_are_stored_once(client, step):
+    post(client, step, [started()])
+    metric = {"type": "metric", "seq": 3, "time": 1.0, "first": 1,
+              "points": [{"key": "loss", "value": 0.5, "step": 1, "time": 1.0},
+                         {"key": "loss", "value": 0.25, "step": 2, "time": 1.0}]}
+    for _ in range(3):
+        assert post(client, step, [lines(1, 5, 2), metric]).status_code == 200
+    assert post(client, step, [lines(6, 2, 4)]).status_code == 200
+    texts = list(LogLine.objects.filter(step_run=step).values_list("text", flat=True))
+    assert texts == [f"line {i}" for i in range(1, 8)]
+    assert MetricPoint.objects.filter(step_run=step).count() == 2
+
+
+def test_a_duplicate_finish_changes_nothing(client, step):
+    post(client, step, [started()])
+    assert post(client, step, [finished(2)]).status_code == 200
+    step.refresh_from_db()
+    first_finish = step.finished_at
+    assert post(client, step, [finished(2)]).status_code == 200
+    step.refresh_from_db()
+    assert (step.state, step.finished_at, step.outputs) == ("succeeded", first_finish,
+                                                            {"out": DIGEST})
+    assert step.run.status == "succeeded"
+
+
+def test_a_finish_before_the_claim_is_refused(client, step):
+    assert post(client, step, [finished(1)]).status_code == 409
+    step.refresh_from_db()
+    assert step.state == "queued"
+
+
+def test_an_old_attempt_gets_409_and_changes_nothing(client, step):
+    old_attempt = step.attempt_id
+    post(client, step, [started()])
+    StepRun.objects.filter(pk=step.pk).update(attempt_id="f" * 32)  # a newer attempt took over
+    response = post(client, step, [lines(1, 1, 2), finished(3)], attempt_id=old_attempt)
+    assert response.status_code == 409
+    assert response.json()["stop"] is True
+    assert not LogLine.objects.filter(step_run=step).exists()
+
+
+def test_a_cancel_reaches_the_worker_in_the_reply(client, step):
+    post(client, step, [started()])
+    cancel_run(step.run_id)
+    reply = post(client, step, [{"type": "heartbeat", "seq": 2, "time": 1.0}])
+    assert reply.json() == {"ok": True, "cancel": True}
+    failed = {"type": "failed", "seq": 3, "time": 2.0, "reason": "canceled",
+              "message": "canceled", "exit_code": -15, "traceback": ""}
+    assert post(client, step, [failed]).status_code == 200
+    step.refresh_from_db()
+    assert step.state == "canceled"
+    assert step.run.status == "canceled"
