@@ -7,6 +7,8 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("accounts/", include("pipelines_ui.accounts.urls")),
+    path("pipelines/", include("pipelines_ui.pipelines.urls")),
+    path("runs/", include("pipelines_ui.runs.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("pipelines_ui.api_urls")),
 ]

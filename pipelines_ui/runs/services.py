@@ -232,7 +232,7 @@ def advance_run(run_id: int) -> None:
 def _advance(run: Run) -> None:
     """With the run row locked: act on `next_actions` until nothing is left to do."""
     spec = run_spec(run)
-    steps = {s.node: s for s in StepRun.objects.select_for_update().filter(run=run)
+    steps = {s.node: s for s in StepRun.objects.select_for_update(of=("self",)).filter(run=run)
              .select_related("compute_target")}
     policies = {n.id: transitions.NodePolicy(n.retries, n.continue_on_failure) for n in spec.nodes}
     parents = spec.parents()
@@ -557,8 +557,7 @@ def _apply_state_event(step_run_id: int, attempt_id: str, event: dict[str, Any])
     with transaction.atomic():
         run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
         run = Run.objects.select_for_update().get(pk=run_id)
-        step = StepRun.objects.select_for_update().select_related("compute_target").get(
-            pk=step_run_id)
+        step = StepRun.objects.select_for_update().get(pk=step_run_id)
         if step.attempt_id != attempt_id:
             raise AttemptStale("this attempt is no longer current")
         if event["type"] == "started" and step.state == "running" and step.claim == event["claim"]:
