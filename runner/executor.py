@@ -331,12 +331,14 @@ def _supervise(proc: subprocess.Popen[bytes], timeout_s: float,
                should_stop: Callable[[], str | None], stream: _StreamSink) -> Reason | None:
     """Wait for the step; stop it on timeout or request and return why, else None."""
     deadline = time.monotonic() + timeout_s
+    # Popen.wait(timeout) polls with sleeps of up to 50 ms; a thread blocked in wait() wakes
+    # this loop the moment the step exits, which is most of a short step's overhead.
+    exited = threading.Event()
+    threading.Thread(target=lambda: (proc.wait(), exited.set()), name="step-wait",
+                     daemon=True).start()
     while True:
-        try:
-            proc.wait(timeout=POLL_S)
+        if exited.wait(POLL_S):
             return None
-        except subprocess.TimeoutExpired:
-            pass
         reason = _requested_stop(should_stop)
         if reason is None and time.monotonic() >= deadline:
             reason = "timeout"

@@ -257,8 +257,13 @@ WORKER_HEARTBEAT_SCHEMA: dict[str, Any] = {
 }
 
 
+_validators: dict[int, jsonschema.Draft202012Validator] = {}
+
+
 def _check(schema: dict[str, Any], data: Any, what: str) -> None:
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _validators.get(id(schema))
+    if validator is None:
+        validator = _validators[id(schema)] = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "(top level)"

@@ -59,7 +59,7 @@ class StepReporter:
         self.claim_id = uuid.uuid4().hex
         self._url = f"{job['server_url'].rstrip('/')}/api/worker/steps/{job['step_run_id']}/events/"
         self._headers = {"Authorization": f"StepToken {job['token']}"}
-        self._client = client or httpx.Client(timeout=10.0)
+        self._client = client or shared_client()
         self._clock = clock
         # A worker that cannot reach the server stops its step before anyone retries it (R4):
         # the server declares it lost after its own threshold, larger than this one.
@@ -210,6 +210,18 @@ class StepReporter:
                       response.status_code, response.text[:500])
             raise ReportRefused(response.text[:500])
         self.cancel_requested = self.cancel_requested or bool(response.json().get("cancel"))
+
+
+_clients: dict[int, httpx.Client] = {}
+
+
+def shared_client() -> httpx.Client:
+    """One HTTP client per process: creating one loads CA certificates (tens of ms), which
+    would be paid on every step; keyed by pid so a forked pool child makes its own."""
+    pid = os.getpid()
+    if pid not in _clients:
+        _clients[pid] = httpx.Client(timeout=10.0)
+    return _clients[pid]
 
 
 def worker_name() -> str:

@@ -138,13 +138,24 @@ class Spec:
         """The node with this id; KeyError if there is none."""
         return self._index[node_id]
 
+    @cached_property
+    def _parents(self) -> dict[str, list[str]]:
+        return graph.parents_of(self._index, ((e.from_node, e.to_node) for e in self.edges))
+
+    @cached_property
+    def _inputs(self) -> dict[str, dict[str, tuple[str, str]]]:
+        inputs: dict[str, dict[str, tuple[str, str]]] = {node.id: {} for node in self.nodes}
+        for e in self.edges:
+            inputs[e.to_node][e.to_port] = (e.from_node, e.from_port)
+        return inputs
+
     def parents(self) -> dict[str, list[str]]:
         """Every node id mapped to the ids of the nodes that feed it."""
-        return graph.parents_of(self._index, ((e.from_node, e.to_node) for e in self.edges))
+        return {node: list(parents) for node, parents in self._parents.items()}
 
     def inputs_of(self, node_id: str) -> dict[str, tuple[str, str]]:
         """The node's connected inputs: input port -> (from node, from port)."""
-        return {e.to_port: (e.from_node, e.from_port) for e in self.edges if e.to_node == node_id}
+        return dict(self._inputs[node_id])
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized document, every default written out; it validates to an equal Spec."""

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,17 @@ def run_step(job: dict[str, Any]) -> str:
 
 
 def run_job(job: StepJob, reporter: StepReporter | None = None) -> str:
+    started = time.perf_counter()
     reporter = reporter or StepReporter(job)
     if not reporter.claim():
         return "not claimed"  # another delivery has it, or the attempt is over (R3)
+    claimed = time.perf_counter()
     result = execute(job, reporter, workdir_root=work_root(), should_stop=reporter.should_stop)
+    executed = time.perf_counter()
     reporter.finish(_failure(result), result.outputs)
+    log.info("step run %s attempt %s %s: claim %.0f ms, run %.0f ms, report %.0f ms",
+             job["step_run_id"], job["attempt"], result.status, (claimed - started) * 1000,
+             (executed - claimed) * 1000, (time.perf_counter() - executed) * 1000)
     return result.status
 
 

@@ -230,37 +230,58 @@ def advance_run(run_id: int) -> None:
 
 
 def _advance(run: Run) -> None:
-    """With the run row locked: act on `next_actions` until nothing is left to do."""
+    """With the run row locked: act on `next_actions` until nothing is left to do.
+
+    Every step row is locked, but only the states are read; a step is loaded whole only when
+    an action touches it, so an event costs little even in a run of hundreds of steps.
+    """
     spec = run_spec(run)
-    steps = {s.node: s for s in StepRun.objects.select_for_update(of=("self",)).filter(run=run)
-             .select_related("compute_target")}
+    views = {
+        node: transitions.StepView(state, attempt, cancel_at is not None)
+        for node, state, attempt, cancel_at in StepRun.objects.select_for_update()
+        .filter(run=run).values_list("node", "state", "attempt", "cancel_requested_at")
+    }
+    steps = _StepLoader(run)
     policies = {n.id: transitions.NodePolicy(n.retries, n.continue_on_failure) for n in spec.nodes}
     parents = spec.parents()
     changes = _Changes(run.pk)
     registry: dict[str, ComponentDef] | None = None
-    for _ in range(len(steps) * 3 + 3):  # each pass settles at least one step
-        views = {node: _view(step) for node, step in steps.items()}
+    for _ in range(len(views) * 3 + 3):  # each pass settles at least one step
         actions = transitions.next_actions(parents, policies, views, canceling=run.canceling)
         if not actions:
             break
         for action in actions:
+            if isinstance(action, transitions.FinishRun):
+                _finish_run(run, action.status, changes)
+                continue
+            step = steps[action.node]
             if isinstance(action, transitions.Ready):
                 registry = registry or component_registry(run.workspace)
-                _start_step(run, spec, steps[action.node], steps, registry)
+                _start_step(run, spec, step, steps, registry)
             elif isinstance(action, transitions.Skip):
-                _end_step(steps[action.node], "skipped", action.reason)
+                _end_step(step, "skipped", action.reason)
             elif isinstance(action, transitions.Cancel):
-                _end_step(steps[action.node], "canceled", "canceled")
+                _end_step(step, "canceled", "canceled")
             elif isinstance(action, transitions.RequestCancel):
-                step = steps[action.node]
                 step.cancel_requested_at = timezone.now()
                 step.save(update_fields=["cancel_requested_at"])
-            elif isinstance(action, transitions.FinishRun):
-                _finish_run(run, action.status, changes)
-            if not isinstance(action, transitions.FinishRun):
-                changes.step(steps[action.node])
-    _mark_running(run, steps.values(), changes)
+            views[step.node] = _view(step)
+            changes.step(step)
+    _mark_running(run, views, changes)
     changes.publish_on_commit()
+
+
+class _StepLoader(dict):
+    """node -> StepRun of one run, each loaded on first use (its row is locked already)."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__()
+        self.run = run
+
+    def __missing__(self, node: str) -> StepRun:
+        step = StepRun.objects.select_related("compute_target").get(run=self.run, node=node)
+        self[node] = step
+        return step
 
 
 def _view(step: StepRun) -> transitions.StepView:
@@ -281,12 +302,13 @@ def run_spec(run: Run) -> Spec:
     return spec
 
 
-def _start_step(run: Run, spec: Spec, step: StepRun, steps: dict[str, StepRun],
+def _start_step(run: Run, spec: Spec, step: StepRun, steps: _StepLoader,
                 registry: dict[str, ComponentDef]) -> None:
     """A ready step: reuse an earlier identical step's outputs, or queue a new attempt."""
     node = spec.node(step.node)
     step.params = resolve_params(node, run.parameters)
-    step.inputs = _input_digests(spec, node.id, {n: s.outputs for n, s in steps.items()})
+    step.inputs = _input_digests(spec, node.id, {
+        parent: steps[parent].outputs for parent, _ in spec.inputs_of(node.id).values()})
     step.fingerprint_parts = _parts(node, step.params, step.inputs, registry,
                                     step.compute_target)
     step.fingerprint = fingerprint(step.fingerprint_parts)
@@ -335,6 +357,8 @@ def _parts(node, params: dict[str, Any], inputs: dict[str, str],
         "python": (target.python if target else "") or "worker default",
         "env": dict(node.env),
         "secrets": sorted(node.secrets),
+        # A node declaring more outputs must not reuse a step that produced fewer.
+        "outputs": sorted(port.name for port in node.outputs),
     }
     return fingerprint_parts(code_digest=registry[node.component].code_digest, params=params,
                              inputs=inputs, environment=environment)
@@ -402,8 +426,8 @@ def _finish_run(run: Run, status: str, changes: _Changes) -> None:
     changes.events.append(run_event(run))
 
 
-def _mark_running(run: Run, steps: Iterable[StepRun], changes: _Changes) -> None:
-    if run.status == "queued" and any(s.state != "pending" for s in steps):
+def _mark_running(run: Run, views: dict[str, transitions.StepView], changes: _Changes) -> None:
+    if run.status == "queued" and any(v.state != "pending" for v in views.values()):
         run.status = "running"
         run.started_at = timezone.now()
         run.save(update_fields=["status", "started_at"])
@@ -570,7 +594,8 @@ def _apply_state_event(step_run_id: int, attempt_id: str, event: dict[str, Any])
         if outcome.effect == "duplicate":
             return
         _record_event(run, step, event, outcome)
-        _advance(run)
+        if event["type"] != "started":  # a claim never makes another step ready
+            _advance(run)
         _Changes(run.pk, [step_event(step)]).publish_on_commit()
 
 
