@@ -50,6 +50,9 @@ class StepJob(TypedDict):
     datastore_url: str  # where outputs are published
     timeout_s: int
     heartbeat_s: float
+    # Without a successful report for this long the worker kills the step: shorter than the
+    # server's lost-after threshold, so no retry ever overlaps a live old attempt (R4).
+    lost_contact_s: float
 
 
 _ARTIFACT_REF = {
@@ -106,6 +109,7 @@ STEP_JOB_SCHEMA: dict[str, Any] = {
         "datastore_url": {"type": "string", "minLength": 1},
         "timeout_s": {"type": "integer", "minimum": 1},
         "heartbeat_s": {"type": "number", "exclusiveMinimum": 0},
+        "lost_contact_s": {"type": "number", "exclusiveMinimum": 0},
     },
 }
 

@@ -61,9 +61,8 @@ class StepReporter:
         self._headers = {"Authorization": f"StepToken {job['token']}"}
         self._client = client or shared_client()
         self._clock = clock
-        # A worker that cannot reach the server stops its step before anyone retries it (R4):
-        # the server declares it lost after its own threshold, larger than this one.
-        self._lost_contact_after_s = lost_contact_after_s or max(5.0, job["heartbeat_s"] * 5)
+        # A worker that cannot reach the server stops its step before anyone retries it (R4).
+        self._lost_contact_after_s = lost_contact_after_s or job["lost_contact_s"]
         self._lock = threading.Lock()
         self._lines: list[dict[str, Any]] = []
         self._points: list[dict[str, Any]] = []

@@ -41,3 +41,11 @@ def outsider(other_workspace):
 @pytest.fixture
 def local_target(workspace):
     return ComputeTarget.objects.create(workspace=workspace, name="local", max_concurrency=2)
+
+
+@pytest.fixture
+def engine(settings, live_server, transactional_db):
+    """Server settings for real compute workers: they report to the live server."""
+    settings.PIPELINES_SERVER_URL = live_server.url
+    settings.STEP_HEARTBEAT_S = 0.5
+    return live_server

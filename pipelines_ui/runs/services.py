@@ -288,17 +288,19 @@ def _view(step: StepRun) -> transitions.StepView:
     return transitions.StepView(step.state, step.attempt, step.cancel_requested)
 
 
-_spec_cache: dict[int, Spec] = {}
+_spec_cache: dict[tuple[int, datetime], Spec] = {}
 
 
 def run_spec(run: Run) -> Spec:
-    """The run's frozen spec, parsed once per process (it never changes)."""
-    spec = _spec_cache.get(run.pk)
+    """The run's frozen spec, parsed once per process (it never changes). Keyed by creation
+    time too, since ids can come back after a database is reset."""
+    key = (run.pk, run.created_at)
+    spec = _spec_cache.get(key)
     if spec is None:
         spec = check_spec(run.workspace, run.spec)
         if len(_spec_cache) > 1000:
             _spec_cache.clear()
-        _spec_cache[run.pk] = spec
+        _spec_cache[key] = spec
     return spec
 
 
@@ -427,7 +429,9 @@ def _finish_run(run: Run, status: str, changes: _Changes) -> None:
 
 
 def _mark_running(run: Run, views: dict[str, transitions.StepView], changes: _Changes) -> None:
-    if run.status == "queued" and any(v.state != "pending" for v in views.values()):
+    """A run is running once a step started or was reused; queued steps alone keep it queued."""
+    if run.status == "queued" and any(v.state not in ("pending", "queued")
+                                      for v in views.values()):
         run.status = "running"
         run.started_at = timezone.now()
         run.save(update_fields=["status", "started_at"])
@@ -502,8 +506,15 @@ def build_job(step: StepRun) -> StepJob:
         "datastore_url": datastore_url(run.workspace_id),
         "timeout_s": node.timeout_s,
         "heartbeat_s": settings.STEP_HEARTBEAT_S,
+        "lost_contact_s": lost_contact_s(),
     }
     return parse_step_job(job)
+
+
+def lost_contact_s() -> float:
+    """How long a worker may go without reaching the server before it kills its step: well
+    inside the server's lost-after threshold, and at least two heartbeats."""
+    return max(settings.STEP_HEARTBEAT_S * 2, settings.STEP_LOST_AFTER_S * 0.6)
 
 
 def _job_code(component: ComponentDef, params: dict[str, Any]) -> dict[str, Any]:
@@ -535,6 +546,11 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
     step = StepRun.objects.select_related("run").filter(pk=step_run_id).first()
     if step is None or step.attempt_id != attempt_id:
         raise AttemptStale("this attempt is no longer current")
+    ends = any(event["type"] in ("finished", "failed") for event in report["events"])
+    if step.is_terminal and not ends:
+        # The server ended this attempt (lost, canceled): the worker must stop its step (R3).
+        # A replayed final report still goes through, to be answered as a duplicate.
+        raise AttemptStale(f"step {step.node} is already {step.state}")
     for event in report["events"]:
         kind = event["type"]
         if kind == "log":
@@ -594,9 +610,12 @@ def _apply_state_event(step_run_id: int, attempt_id: str, event: dict[str, Any])
         if outcome.effect == "duplicate":
             return
         _record_event(run, step, event, outcome)
-        if event["type"] != "started":  # a claim never makes another step ready
+        changes = _Changes(run.pk, [step_event(step)])
+        if event["type"] == "started":  # a claim never makes another step ready
+            _mark_running(run, {step.node: _view(step)}, changes)
+        else:
             _advance(run)
-        _Changes(run.pk, [step_event(step)]).publish_on_commit()
+        changes.publish_on_commit()
 
 
 def _policy(run: Run, node_id: str) -> transitions.NodePolicy:

@@ -7,14 +7,6 @@ from pipelines_ui.compute.services import issue_worker_key
 from tests.support import WorkerProcess, unique_target
 
 
-@pytest.fixture
-def engine(settings, live_server, transactional_db):
-    """Server settings for real workers: they report to the live server."""
-    settings.PIPELINES_SERVER_URL = live_server.url
-    settings.STEP_HEARTBEAT_S = 0.5
-    return live_server
-
-
 @pytest.fixture(scope="module")
 def shared_worker_target():
     return unique_target()

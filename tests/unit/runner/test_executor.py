@@ -48,6 +48,7 @@ def make_job(tmp_path: Path, script: str, **overrides: Any) -> StepJob:
         "code": {"inline": {"main.py": textwrap.dedent(script)}},
         "params": {}, "inputs": {}, "outputs": [], "env": {}, "secrets": {}, "python": None,
         "datastore_url": f"file://{tmp_path / 'store'}", "timeout_s": 30, "heartbeat_s": 5.0,
+        "lost_contact_s": 20.0,
     }
     job.update(overrides)
     return parse_step_job(job)

@@ -12,6 +12,7 @@ from runner.reporter import StepReporter
 JOB = {
     "step_run_id": 5, "attempt_id": "a" * 32, "token": "t" * 64,
     "server_url": "http://server.test", "heartbeat_s": 0.05,
+    "lost_contact_s": 30.0,
 }
 
 

@@ -1,0 +1,62 @@
+"""Run by tests/reliability/test_broker_outage.py with CELERY_BROKER_URL on a private Redis."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from pipelines_ui.compute.models import ComputeTarget
+from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.services import reconcile_once, submit_run
+from tests.integration.runs.specs import script
+from tests.support import WorkerProcess, unique_target, wait_until
+
+PORT = os.environ["PRIVATE_REDIS_PORT"]
+
+
+def start_redis() -> subprocess.Popen:
+    server = subprocess.Popen(["redis-server", "--port", PORT, "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: subprocess.run(["redis-cli", "-p", PORT, "ping"],
+                                      capture_output=True).stdout.strip() == b"PONG")
+    return server
+
+
+@pytest.fixture
+def redis():
+    server = start_redis()
+    holder = {"server": server}
+    yield holder
+    holder["server"].terminate()
+    holder["server"].wait()
+
+
+def test_submit_while_the_broker_is_down(redis, engine, workspace, owner):
+    target = unique_target()
+    ComputeTarget.objects.create(workspace=workspace, name=target)
+    worker = WorkerProcess(target, engine.url)
+    try:
+        subprocess.run(["redis-cli", "-p", PORT, "shutdown", "nosave"], capture_output=True)
+        redis["server"].wait()
+        spec = {"parameters": {}, "edges": [], "nodes": [
+            script("hello", "print('hello after the outage')", target=target)]}
+        pipeline = Pipeline.objects.create(workspace=workspace, name="outage", spec=spec)
+        started = time.monotonic()
+        run = submit_run(pipeline, user=owner)
+        assert time.monotonic() - started < 15  # answers, not hangs
+        step = run.steps.get()
+        assert (run.status, step.state, step.dispatched_at) == ("queued", "queued", None)
+
+        redis["server"] = start_redis()
+
+        def done():
+            run.refresh_from_db()
+            return run.is_finished
+
+        wait_until(done, timeout=90, interval=0.5, tick=reconcile_once)
+        assert run.status == "succeeded"
+        assert run.steps.get().log_lines.filter(text="hello after the outage").exists()
+    finally:
+        worker.stop()

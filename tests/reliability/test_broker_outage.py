@@ -1,0 +1,38 @@
+"""R5: submitting works while the broker is down; the run starts when it is back.
+
+The server's Celery app reads its broker at start-up, so the scenario runs in a child pytest
+whose broker is a private redis-server on a free port, never the shared one.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+@pytest.mark.timeout(300)
+def test_a_run_submitted_while_the_broker_is_down_starts_when_it_is_back(tmp_path):
+    port = free_port()
+    env = {**os.environ, "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0",
+           "PRIVATE_REDIS_PORT": str(port), "PIPELINES_VAR_DIR": str(tmp_path / "var")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/reliability/outage/check_broker_outage.py",
+         "-q", "-p", "no:cacheprovider", "--override-ini",
+         "addopts=--import-mode=importlib"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout
