@@ -58,6 +58,7 @@ def test_make_up_serves_the_sign_in_page_and_stops_cleanly(tmp_path):
         assert (clone / "var" / "db.sqlite3").exists()
         tree = psutil.Process(make.pid).children(recursive=True)
         assert len(tree) >= 4  # manage.py up, web, control worker, compute worker
+        assert _run_demo_pipeline(clone, {**env, "PIPELINES_SERVER_URL": url}) == "succeeded"
     finally:
         os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         try:
@@ -70,6 +71,30 @@ def test_make_up_serves_the_sign_in_page_and_stops_cleanly(tmp_path):
     left = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert left == [], f"processes left after Ctrl-C: {left}"
     shutil.rmtree(clone, ignore_errors=True)
+
+
+RUN_DEMO = """
+import time
+from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.services import submit_run
+run = submit_run(Pipeline.objects.get(name="Linear fit"), parameters={"rows": 50})
+deadline = time.monotonic() + 120
+while not run.is_finished and time.monotonic() < deadline:
+    time.sleep(0.2)
+    run.refresh_from_db()
+print("status", run.status, [(s.node, s.state, s.error) for s in run.steps.all()])
+"""
+
+
+def _run_demo_pipeline(clone: Path, env: dict) -> str:
+    """Submit the seeded pipeline from another process, as the API would, and wait for it."""
+    result = subprocess.run([str(clone / ".venv/bin/python"), "manage.py", "shell", "-c",
+                             RUN_DEMO], cwd=clone, env=env, capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("status"))
+    assert "succeeded" in line, line
+    return line.split()[1]
 
 
 def _wait_healthy(url: str, limit_s: float = 30) -> dict:
