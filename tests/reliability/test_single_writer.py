@@ -1,0 +1,87 @@
+"""R10: concurrent reporters never double-schedule a step.
+
+Two processes report the completion of both parents of a join node at the same instant
+(a barrier), many times over: the join step is dispatched exactly once each time. Runs on the
+database the suite uses (PostgreSQL in CI, SQLite locally).
+"""
+
+import multiprocessing
+
+import pytest
+from django.db import connections
+
+from pipelines_ui.compute.models import ComputeTarget
+from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs import services
+from pipelines_ui.runs.services import ingest_report, step_token, submit_run
+from tests.integration.runs.specs import edge, script
+
+ROUNDS = 100
+DIGEST = "sha256:" + "ef" * 32
+
+
+def report(step_run_id: int, attempt_id: str, events: list) -> None:
+    ingest_report(step_run_id, step_token(step_run_id, attempt_id),
+                  {"attempt_id": attempt_id, "events": events})
+
+
+def finish_when_released(tasks, results, barrier) -> None:
+    """Child process: wait at the barrier with the other, then report a step finished."""
+    connections.close_all()  # never share the parent's connection
+    for step_run_id, attempt_id in iter(tasks.get, None):
+        barrier.wait()
+        try:
+            report(step_run_id, attempt_id, [{
+                "type": "finished", "seq": 2, "time": 1.0, "exit_code": 0,
+                "outputs": {"out": {"digest": DIGEST, "uri": "file:///x", "size": 1}}}])
+            results.put("ok")
+        except Exception as exc:  # reported to the parent, which fails the test
+            results.put(repr(exc))
+    connections.close_all()
+
+
+@pytest.mark.timeout(300)
+def test_a_join_is_dispatched_once_when_both_parents_finish_at_once(transactional_db,
+                                                                    workspace, owner,
+                                                                    monkeypatch):
+    dispatched = multiprocessing.Manager().list()
+    monkeypatch.setattr(services, "dispatch",
+                        lambda step_run_id, attempt_id: dispatched.append((step_run_id,
+                                                                           attempt_id)))
+    ComputeTarget.objects.create(workspace=workspace, name="local")
+    code = "pass"
+    spec = {"parameters": {}, "nodes": [
+        script("left", code, target="local", outputs=["out"], allow_reuse=False),
+        script("right", code, target="local", outputs=["out"], allow_reuse=False),
+        script("join", code, target="local", inputs=["a", "b"], allow_reuse=False),
+    ], "edges": [edge("left.out", "join.a"), edge("right.out", "join.b")]}
+    pipeline = Pipeline.objects.create(workspace=workspace, name="join", spec=spec)
+
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(2)
+    queues = [context.Queue(), context.Queue()]
+    results = context.Queue()
+    connections.close_all()
+    children = [context.Process(target=finish_when_released, args=(q, results, barrier))
+                for q in queues]
+    for child in children:
+        child.start()
+    try:
+        for _ in range(ROUNDS):
+            run = submit_run(pipeline, user=owner)
+            parents = list(run.steps.filter(node__in=("left", "right")).order_by("node"))
+            for step in parents:
+                report(step.pk, step.attempt_id, [{"type": "started", "seq": 1, "time": 1.0,
+                                                   "claim": "claim-" + step.attempt_id[:8],
+                                                   "worker": "w", "pid": 1}])
+            for queue, step in zip(queues, parents, strict=True):
+                queue.put((step.pk, step.attempt_id))
+            assert [results.get(timeout=60) for _ in parents] == ["ok", "ok"]
+            join = run.steps.get(node="join")
+            assert (join.state, join.attempt) == ("queued", 1)
+            assert sum(1 for step_run_id, _ in dispatched if step_run_id == join.pk) == 1
+    finally:
+        for queue in queues:
+            queue.put(None)
+        for child in children:
+            child.join(timeout=30)
