@@ -1,0 +1,71 @@
+"""R1, R11: a step whose process dies is reported truthfully and retried only per policy."""
+
+import pytest
+
+from pipelines_ui.compute.models import ComputeTarget
+from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.models import Run
+from pipelines_ui.runs.services import reconcile_once, submit_run
+from tests.integration.runs.specs import script
+from tests.support import WorkerProcess, unique_target, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+KILLS_ITSELF_ON_FIRST_ATTEMPT = """
+    import os, signal
+    from runner import context
+    if context.attempt() == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    print('survived attempt', context.attempt())
+    """
+ALWAYS_KILLS_ITSELF = """
+    import os, signal
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+
+
+@pytest.fixture
+def target(engine, workspace):
+    name = unique_target()
+    ComputeTarget.objects.create(workspace=workspace, name=name)
+    worker = WorkerProcess(name, engine.url)
+    yield name
+    worker.stop()
+
+
+def run_to_end(workspace, owner, target, code, retries) -> Run:
+    spec = {"parameters": {}, "edges": [], "nodes": [
+        script("fragile", code, target=target, allow_reuse=False, retries=retries)]}
+    pipeline = Pipeline.objects.create(workspace=workspace, name=unique_target(), spec=spec)
+    run = submit_run(pipeline, user=owner)
+
+    def done():
+        run.refresh_from_db()
+        return run.is_finished
+
+    wait_until(done, timeout=90, tick=reconcile_once)
+    return run
+
+
+def test_a_killed_step_with_a_retry_left_succeeds_on_its_second_attempt(target, workspace,
+                                                                        owner):
+    run = run_to_end(workspace, owner, target, KILLS_ITSELF_ON_FIRST_ATTEMPT, retries=1)
+    step = run.steps.get()
+    assert (run.status, step.state, step.attempt) == ("succeeded", "succeeded", 2)
+    assert step.attempts[0]["error"] == "killed by signal 9"
+    assert step.log_lines.filter(attempt=2, text="survived attempt 2").exists()
+
+
+def test_a_killed_step_without_retries_fails_the_run(target, workspace, owner):
+    run = run_to_end(workspace, owner, target, KILLS_ITSELF_ON_FIRST_ATTEMPT, retries=0)
+    step = run.steps.get()
+    assert (run.status, step.state, step.attempt, step.error) == (
+        "failed", "failed", 1, "killed by signal 9")
+
+
+def test_a_poison_step_makes_exactly_its_budget_of_attempts(target, workspace, owner):
+    run = run_to_end(workspace, owner, target, ALWAYS_KILLS_ITSELF, retries=2)
+    step = run.steps.get()
+    assert (run.status, step.state, step.attempt) == ("failed", "failed", 3)
+    assert [a["attempt"] for a in step.attempts] == [1, 2]
+    assert all(a["error"] == "killed by signal 9" for a in step.attempts)
