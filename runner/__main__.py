@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
 
+    from runner import secrets
+
+    secrets.reexec_without_secrets(sys.argv[1:] if argv is None else argv)
     os.environ["PIPELINES_TARGET"] = args.target
     if args.server:
         os.environ["PIPELINES_SERVER_URL"] = args.server

@@ -19,7 +19,9 @@ def var_dir() -> Path:
 
 
 def broker_url() -> str:
-    return os.environ.get("CELERY_BROKER_URL") or "filesystem://"
+    from runner import secrets
+
+    return secrets.get("CELERY_BROKER_URL") or "filesystem://"
 
 
 def filesystem_transport_options(root: Path) -> dict[str, Any]:

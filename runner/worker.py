@@ -22,6 +22,7 @@ import psutil
 from celery import signals
 from celery.worker import state as worker_state
 
+from runner import secrets
 from runner.broker import var_dir
 from runner.celery_app import app
 from runner.executor import StepResult, execute
@@ -147,7 +148,7 @@ _announcer: WorkerAnnouncer | None = None
 def _start_announcing(sender=None, **kwargs) -> None:
     global _announcer
     target = os.environ.get("PIPELINES_TARGET")
-    server, key = os.environ.get("PIPELINES_SERVER_URL"), os.environ.get("PIPELINES_WORKER_KEY")
+    server, key = os.environ.get("PIPELINES_SERVER_URL"), secrets.get("PIPELINES_WORKER_KEY")
     if not (target and server and key):
         log.warning("not announcing this worker: set PIPELINES_TARGET, PIPELINES_SERVER_URL "
                     "and PIPELINES_WORKER_KEY")

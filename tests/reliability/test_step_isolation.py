@@ -1,0 +1,44 @@
+"""S6: a step sees only what it was given, not the worker's credentials."""
+
+import pytest
+
+from pipelines_ui.compute.models import ComputeTarget
+from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.services import submit_run
+from tests.integration.runs.specs import script
+from tests.support import WorkerProcess, unique_target, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+PASSWORD = "pa55word-for-the-isolation-test"
+WORKER_KEY = "pwk_isolation_worker_key_that_must_not_leak"
+PEEK = """
+    import os
+    print('ENV', sorted(os.environ.items()))
+    for path in (f'/proc/{os.getppid()}/environ', '/proc/self/environ'):
+        try:
+            print('PROC', path, open(path, 'rb').read().decode(errors='replace'))
+        except OSError as exc:
+            print('PROC', path, 'unreadable:', exc)
+    """
+
+
+def test_a_step_cannot_see_the_workers_credentials(engine, workspace, owner):
+    name = unique_target()
+    ComputeTarget.objects.create(workspace=workspace, name=name)
+    # A worker has no use for REDIS_URL; it stands for any credential in its environment.
+    worker = WorkerProcess(name, engine.url, key=WORKER_KEY,
+                           extra_env={"REDIS_URL": f"redis://:{PASSWORD}@127.0.0.1:6379/0"})
+    try:
+        spec = {"parameters": {}, "edges": [], "nodes": [
+            script("peek", PEEK, target=name, allow_reuse=False)]}
+        pipeline = Pipeline.objects.create(workspace=workspace, name="peek", spec=spec)
+        run = submit_run(pipeline, user=owner)
+        wait_until(lambda: run.steps.filter(state="succeeded").exists(), timeout=60)
+    finally:
+        worker.stop()
+    output = "\n".join(run.steps.get().log_lines.values_list("text", flat=True))
+    assert "PROC /proc/" in output
+    assert WORKER_KEY not in output
+    assert PASSWORD not in output
+    assert "CELERY_BROKER_URL" not in output
