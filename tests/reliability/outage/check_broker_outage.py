@@ -60,3 +60,40 @@ def test_submit_while_the_broker_is_down(redis, engine, workspace, owner):
         assert run.steps.get().log_lines.filter(text="hello after the outage").exists()
     finally:
         worker.stop()
+
+
+def run_hello(workspace, owner, target, name):
+    spec = {"parameters": {}, "edges": [], "nodes": [
+        script("hello", f"print('hello {name}')", target=target, allow_reuse=False)]}
+    pipeline = Pipeline.objects.create(workspace=workspace, name=name, spec=spec)
+    return submit_run(pipeline, user=owner)
+
+
+def all_succeed(runs) -> bool:
+    for run in runs:
+        run.refresh_from_db()
+    return all(run.status == "succeeded" for run in runs)
+
+
+def test_workers_keep_consuming_after_a_restart_and_a_reset(redis, engine, workspace, owner):
+    target = unique_target()
+    ComputeTarget.objects.create(workspace=workspace, name=target)
+    worker = WorkerProcess(target, engine.url)
+    try:
+        pids = sorted(worker.pids())
+        first = [run_hello(workspace, owner, target, "before")]
+        wait_until(lambda: all_succeed(first), timeout=60)
+
+        subprocess.run(["redis-cli", "-p", PORT, "shutdown", "nosave"], capture_output=True)
+        redis["server"].wait()
+        redis["server"] = start_redis()
+        runs = [run_hello(workspace, owner, target, f"after-restart-{i}") for i in range(5)]
+        wait_until(lambda: all_succeed(runs), timeout=90, interval=0.5, tick=reconcile_once)
+
+        subprocess.run(["redis-cli", "-p", PORT, "CLIENT", "KILL", "TYPE", "normal"],
+                       capture_output=True)
+        runs = [run_hello(workspace, owner, target, f"after-reset-{i}") for i in range(5)]
+        wait_until(lambda: all_succeed(runs), timeout=90, interval=0.5, tick=reconcile_once)
+        assert sorted(worker.pids()) == pids  # the same processes, not a restarted worker
+    finally:
+        worker.stop()
