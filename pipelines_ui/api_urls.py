@@ -1,14 +1,52 @@
-"""The REST API: one router for the viewsets, plus the schema and its offline docs."""
+"""The REST API: one router for the viewsets, the worker routes, the schema and its docs.
 
-from django.urls import include, path
+The schema and its docs are public (no data in them, and integrators need them before they
+hold a token); every other route needs a session or a token (tests/integration/api/
+test_authentication_required.py walks them all).
+"""
+
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.exceptions import NotFound
 from rest_framework.routers import DefaultRouter
+from rest_framework.views import APIView
 
-from pipelines_ui.accounts.api import WorkspaceViewSet
+from pipelines_ui.accounts.api import TokenViewSet, WorkspaceViewSet
+from pipelines_ui.compute.api import ComputeTargetViewSet
+from pipelines_ui.data.api import ArtifactViewSet, DatasetViewSet, DatastoreViewSet
+from pipelines_ui.pipelines.api import (
+    ComponentViewSet,
+    EndpointViewSet,
+    PipelineViewSet,
+    ScheduleViewSet,
+)
 from pipelines_ui.runs import api as runs_api
 
+
+class NoSuchRoute(APIView):
+    """Any /api/ path no route matched: a JSON 404 (after authentication), not an HTML page."""
+
+    schema = None  # not an operation of the API
+
+    def handle(self, request, *args, **kwargs):
+        raise NotFound("No such API route.")
+
+    get = post = put = patch = delete = handle
+
+
 router = DefaultRouter()
+router.include_format_suffixes = False  # JSON only (a CSV download says ?format=csv)
 router.register("workspaces", WorkspaceViewSet, basename="workspace")
+router.register("components", ComponentViewSet, basename="component")
+router.register("pipelines", PipelineViewSet, basename="pipeline")
+router.register("runs", runs_api.RunViewSet, basename="run")
+router.register("endpoints", EndpointViewSet, basename="endpoint")
+router.register("schedules", ScheduleViewSet, basename="schedule")
+router.register("compute-targets", ComputeTargetViewSet, basename="compute-target")
+router.register("datastores", DatastoreViewSet, basename="datastore")
+router.register("artifacts", ArtifactViewSet, basename="artifact")
+router.register("datasets", DatasetViewSet, basename="dataset")
+router.register("tokens", TokenViewSet, basename="token")
 
 urlpatterns = [
     path("", include(router.urls)),
@@ -16,4 +54,6 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # Last: any other /api/ path is a JSON 404 (after authentication), not Django's HTML page.
+    re_path(r"^", NoSuchRoute.as_view(), name="no-such-route"),
 ]

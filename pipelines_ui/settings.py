@@ -203,22 +203,35 @@ RECONCILE_EVERY_S = envint("RECONCILE_EVERY_S", 5)
 PIPELINES_MAX_SPEC_BYTES = envint("PIPELINES_MAX_SPEC_BYTES", 1_000_000)
 
 REST_FRAMEWORK = {
+    # Token first: it names the scheme in WWW-Authenticate, so a missing credential is a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "pipelines_ui.accounts.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 50,
+    "DEFAULT_PERMISSION_CLASSES": ["pipelines_ui.api_base.WorkspaceAccess"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["pipelines_ui.api_errors.LimitedJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "pipelines_ui.api_schema.ApiSchema",
+    "DEFAULT_PAGINATION_CLASS": "pipelines_ui.api_base.Pagination",
+    "EXCEPTION_HANDLER": "pipelines_ui.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Pipelines UI API",
+    "DESCRIPTION": (
+        "Design, run and publish ML pipelines. Authenticate with a browser session (plus the "
+        "CSRF token) or with `Authorization: Token pui_<prefix>_<secret>`. Every error body is "
+        '`{"detail": "...", "errors": [{"node", "field", "message"}]}`.'
+    ),
     "VERSION": "1",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Public: the schema holds no data, and integrators read it before they have a token.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # Served over HTTPS (directly or behind a proxy that sets X-Forwarded-Proto).

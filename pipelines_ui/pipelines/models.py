@@ -150,8 +150,11 @@ class Schedule(models.Model):
     time_zone = models.CharField(max_length=64, default="UTC")
     parameters = models.JSONField(default=dict)
     enabled = models.BooleanField(default=True)
+    # related_name: the default ("schedule") would hide PeriodicTask.schedule, which beat
+    # reads on every row, its own interval tasks included.
     periodic_task = models.OneToOneField(
-        "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL
+        "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="pipeline_schedule",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
