@@ -1,32 +1,78 @@
-"""The run page's WebSocket: one group per run, joined only by members of its workspace."""
+"""The run page's WebSocket: one group per run, joined only by members of its workspace.
+
+Membership is checked at connect and again every RECHECK_EVERY_S while the socket is open, so
+a member removed from the workspace, or signed out, stops receiving within a few seconds
+(RELIABILITY S8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from importlib import import_module
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
+from pipelines_ui.accounts.services import member_workspaces
 from pipelines_ui.runs.broadcast import group_name
 from pipelines_ui.runs.models import Run
+
+RECHECK_EVERY_S = 2.0
+CLOSE_NOT_FOUND = 4404  # not a member (or no such run): the same answer, as with the API
+CLOSE_REVOKED = 4403
 
 
 @database_sync_to_async
 def _can_see(user, run_id: int) -> bool:
-    if not user or not user.is_authenticated:
+    return Run.objects.filter(pk=run_id, workspace__in=member_workspaces(user)).exists()
+
+
+@database_sync_to_async
+def _session_alive(session_key: str | None) -> bool:
+    if not session_key:
         return False
-    return Run.objects.filter(pk=run_id, workspace__memberships__user=user).exists()
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    return store().exists(session_key)
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
+    recheck_every_s = RECHECK_EVERY_S
+
     async def connect(self) -> None:
         self.run_id = self.scope["url_route"]["kwargs"]["run_id"]
-        if not await _can_see(self.scope.get("user"), self.run_id):
-            await self.close(code=4404)
+        self.user = self.scope.get("user")
+        self.revoked = False
+        if not await _can_see(self.user, self.run_id):
+            await self.close(code=CLOSE_NOT_FOUND)
             return
+        session = self.scope.get("session")
+        self.session_key = session.session_key if session is not None else None
         self.group = group_name(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        self.watch = asyncio.ensure_future(self._recheck())
+
+    async def _recheck(self) -> None:
+        while not self.revoked:
+            await asyncio.sleep(self.recheck_every_s)
+            allowed = await _can_see(self.user, self.run_id) and \
+                await _session_alive(self.session_key)
+            if not allowed:
+                self.revoked = True
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+                await self.close(code=CLOSE_REVOKED)
 
     async def disconnect(self, code: int) -> None:
+        watch = getattr(self, "watch", None)
+        if watch is not None and not watch.done():
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def run_event(self, message: dict) -> None:
-        await self.send_json(message["event"])
+        if not self.revoked:
+            await self.send_json(message["event"])
