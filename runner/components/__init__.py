@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Port types an edge may join. "any" joins with every type.
@@ -72,10 +73,37 @@ class ComponentDef:
         }
 
 
-def _load_builtins() -> dict[str, ComponentDef]:
-    from runner.components import python_script
+# The step scripts of the built-in components: read here as text and shipped with each job,
+# never imported by the server or the worker.
+STEPS_DIR = Path(__file__).with_name("steps")
 
-    return {c.key: c for c in (python_script.COMPONENT,)}
+
+def step_files(script: str, params_schema: dict[str, Any]) -> dict[str, str]:
+    """A built-in component's files: its step script as main.py, the shared steplib.py, and
+    its parameter schema, from which the step takes the defaults of parameters not given."""
+    return {
+        "main.py": (STEPS_DIR / script).read_text(encoding="utf-8"),
+        "steplib.py": (STEPS_DIR / "steplib.py").read_text(encoding="utf-8"),
+        "params_schema.json": json.dumps(params_schema, indent=1, sort_keys=True),
+    }
+
+
+def _load_builtins() -> dict[str, ComponentDef]:
+    from runner.components import (
+        automl,
+        compare_models,
+        data_transfer,
+        evaluate,
+        parallel_run,
+        python_script,
+        sample_data,
+        split_data,
+        train_sklearn,
+    )
+
+    modules = (python_script, sample_data, split_data, train_sklearn, evaluate, automl,
+               compare_models, parallel_run, data_transfer)
+    return {module.COMPONENT.key: module.COMPONENT for module in modules}
 
 
 BUILTINS: dict[str, ComponentDef] = _load_builtins()
