@@ -521,6 +521,9 @@ def _result(job: StepJob, prepared: _Prepared, returncode: int, stop_reason: Rea
     if returncode < 0:
         return _failed("signal", f"killed by signal {-returncode}", None, traceback)
     if returncode > 0:
+        if summary is None:  # no traceback: a script's own last word on stderr says why
+            last = next((line for line in reversed(stream.stderr_tail) if line.strip()), None)
+            summary = last[:_MAX_SUMMARY_CHARS] if last else None
         message = f"exit code {returncode}" + (f": {summary}" if summary else "")
         return _failed("exit", message, returncode, traceback)
     try:

@@ -8,6 +8,7 @@ line and point under (step run, attempt, index) and applies each state event onc
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -29,6 +30,10 @@ from runner.messages import (
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 0.1
+# Reports stay well under the server's body limit (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB by
+# default): a report it refused with 413 would be dropped, and its lines and points lost.
+MAX_EVENT_BYTES = 256_000
+MAX_REPORT_BYTES = 1_000_000
 MAX_BACKOFF_S = 5.0
 
 
@@ -163,12 +168,10 @@ class StepReporter:
         with self._lock:
             lines, self._lines = self._lines, []
             points, self._points = self._points, []
-        for start in range(0, len(lines), MAX_LOG_LINES_PER_EVENT):
-            chunk = lines[start:start + MAX_LOG_LINES_PER_EVENT]
+        for chunk in _chunks(lines, MAX_LOG_LINES_PER_EVENT):
             self._outbox.append(self._event("log", first=self._next_line, lines=chunk))
             self._next_line += len(chunk)
-        for start in range(0, len(points), MAX_METRIC_POINTS_PER_EVENT):
-            chunk = points[start:start + MAX_METRIC_POINTS_PER_EVENT]
+        for chunk in _chunks(points, MAX_METRIC_POINTS_PER_EVENT):
             self._outbox.append(self._event("metric", first=self._next_point, points=chunk))
             self._next_point += len(chunk)
 
@@ -189,7 +192,12 @@ class StepReporter:
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
 
     def _send_once(self) -> None:
-        batch = self._outbox[:MAX_EVENTS_PER_REPORT]
+        batch, size = [], 0
+        for event in self._outbox[:MAX_EVENTS_PER_REPORT]:
+            size += len(json.dumps(event))
+            if batch and size > MAX_REPORT_BYTES:
+                break
+            batch.append(event)
         body = {"attempt_id": self.job["attempt_id"], "events": batch}
         try:
             response = self._client.post(self._url, json=body, headers=self._headers)
@@ -221,6 +229,23 @@ def shared_client() -> httpx.Client:
     if pid not in _clients:
         _clients[pid] = httpx.Client(timeout=10.0)
     return _clients[pid]
+
+
+def _chunks(items: list[dict[str, Any]], max_items: int) -> list[list[dict[str, Any]]]:
+    """Split into events of at most `max_items` and about MAX_EVENT_BYTES each."""
+    chunks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for item in items:
+        item_size = len(item.get("text", "")) + 80  # the line or point and its JSON keys
+        if current and (len(current) == max_items or size + item_size > MAX_EVENT_BYTES):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += item_size
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def worker_name() -> str:

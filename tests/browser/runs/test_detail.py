@@ -153,9 +153,6 @@ def test_the_page_catches_up_after_the_server_restarts_mid_stream(
                       .values_list("text", flat=True) if t.startswith("epoch ")]
 
 
-@pytest.mark.xfail(strict=True, reason="runner/reporter.py sends reports larger than "
-                   "DATA_UPLOAD_MAX_MEMORY_SIZE; the server answers 413 and the worker drops "
-                   "them (points lost, run still succeeds)")
 def test_100000_points_are_all_kept_and_drawn_downsampled_with_their_extremes(
         page, asgi_server, live_target, live_worker, workspace, owner):
     # About 10,000 points a second, a fast training loop.

@@ -280,7 +280,7 @@ def test_an_exit_code_without_a_traceback_reports_the_stderr_tail(tmp_path: Path
         sys.exit(3)
     """)
     result, _ = run(tmp_path, job)
-    assert (result.reason, result.message, result.exit_code) == ("exit", "exit code 3", 3)
+    assert (result.reason, result.message, result.exit_code) == ("exit", "exit code 3: line 79", 3)
     assert result.traceback.splitlines() == [f"line {i}" for i in range(30, 80)]
 
 
