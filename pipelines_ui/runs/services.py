@@ -571,6 +571,9 @@ def _from_unix(seconds: float) -> datetime:
 
 def _store_lines(step: StepRun, event: dict[str, Any]) -> None:
     first = event["first"]
+    for line in event["lines"]:
+        # A step may print any byte; PostgreSQL text refuses NUL (a 500, then a retry loop).
+        line["text"] = line["text"].replace("\x00", "\ufffd")
     LogLine.objects.bulk_create(
         [LogLine(step_run=step, attempt=step.attempt, index=first + i, stream=line["stream"],
                  text=line["text"], time=_from_unix(line["time"]))

@@ -15,8 +15,9 @@ from pipelines_ui.compute.services import issue_worker_key
 from pipelines_ui.pipelines.models import Component
 from tests.support import WorkerProcess, unique_target
 
-# Playwright's sync API runs an event loop in this thread; the live server's database access
-# from test code is still synchronous and safe.
+# Playwright's sync API runs an event loop in this thread; the tests' own database access is
+# still synchronous and safe. (Tests that start processes which must not inherit it, such as
+# the deploy check, remove it from their environment.)
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,8 +33,10 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Per module: while Playwright runs, its event loop occupies this thread, which later
+    tests that call async_to_sync (socket tests) must have back."""
     if not shutil.which(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright

@@ -30,7 +30,7 @@ def test_a_new_user_builds_saves_reloads_and_runs_a_three_step_pipeline(
     assert spec_in_page(page)["nodes"] == []
 
     # Search narrows the palette; the three steps come from it by drag and drop.
-    page.fill("[data-testid=palette-search]", "model")
+    page.fill("[data-testid=palette-search]", "-model@1")  # fit-model@1 and score-model@1
     assert page.locator(".palette-item:visible").count() == 2
     page.fill("[data-testid=palette-search]", "")
     make = add_step(page, "make-table@1", 120, 200)

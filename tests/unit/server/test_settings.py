@@ -19,7 +19,7 @@ PROBE = (
     " 'hosts': settings.ALLOWED_HOSTS}))"
 )
 SERVICE_VARS = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "DATASTORE_URL", "DEBUG",
-                "ALLOWED_HOSTS", "SECRET_KEY", "HTTPS")
+                "ALLOWED_HOSTS", "SECRET_KEY", "HTTPS", "DJANGO_ALLOW_ASYNC_UNSAFE")
 
 
 def settings_with(tmp_path, **env):
