@@ -16,6 +16,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def private_database_url() -> str | None:
+    """The child's own PostgreSQL database: the parent session may hold test_<name> open."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return None
+    return url.rsplit("/", 1)[0] + "/outage"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -28,6 +36,8 @@ def test_the_engine_rides_out_broker_outages_restarts_and_resets(tmp_path):
     port = free_port()
     env = {**os.environ, "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0",
            "PRIVATE_REDIS_PORT": str(port), "PIPELINES_VAR_DIR": str(tmp_path / "var")}
+    if database_url := private_database_url():
+        env["DATABASE_URL"] = database_url
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/reliability/outage/check_broker_outage.py",
          "-q", "-p", "no:cacheprovider", "--override-ini",
