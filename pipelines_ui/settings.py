@@ -201,6 +201,8 @@ STEP_CANCEL_TIMEOUT_S = envint("STEP_CANCEL_TIMEOUT_S", 30)
 WORKER_LOST_AFTER_S = envint("WORKER_LOST_AFTER_S", 30)
 RECONCILE_EVERY_S = envint("RECONCILE_EVERY_S", 5)
 PIPELINES_MAX_SPEC_BYTES = envint("PIPELINES_MAX_SPEC_BYTES", 1_000_000)
+# Uploaded source snapshots (POST /api/artifacts/): the archive and what it unpacks to.
+PIPELINES_MAX_UPLOAD_BYTES = envint("PIPELINES_MAX_UPLOAD_BYTES", 100_000_000)
 
 REST_FRAMEWORK = {
     # Token first: it names the scheme in WWW-Authenticate, so a missing credential is a 401.

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import tempfile
+from typing import IO
+
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.filters import SearchFilter
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 
 from pipelines_ui.accounts.models import Role, Workspace
@@ -17,11 +21,13 @@ from pipelines_ui.api_base import (
     StrictModelSerializer,
     StrictSerializer,
     check_unique_name,
+    parse_id,
     workspace_for_write,
     workspaces,
 )
 from pipelines_ui.data import services
 from pipelines_ui.data.models import Artifact, Dataset, DatasetVersion, Datastore
+from pipelines_ui.runs.services import datastore_url
 
 
 class DatastoreSerializer(StrictModelSerializer):
@@ -76,13 +82,54 @@ class ArtifactSerializer(serializers.ModelSerializer):
 
 
 _BINARY = OpenApiResponse(OpenApiTypes.BINARY, description="The file, or a zip of the folder.")
+UPLOAD_SPOOL_BYTES = 8 * 1024 * 1024
+
+
+class UploadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "upload_too_large"
+
+
+class TarParser(BaseParser):
+    """A tar archive (gzip-compressed or not) as a spooled file, read up to the upload limit.
+
+    The body is streamed, not held in memory, so DATA_UPLOAD_MAX_MEMORY_SIZE does not apply;
+    PIPELINES_MAX_UPLOAD_BYTES does.
+    """
+
+    media_type = "application/x-tar"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> IO[bytes]:
+        limit = services.upload_limit()
+        spool = tempfile.SpooledTemporaryFile(max_size=UPLOAD_SPOOL_BYTES)
+        size = 0
+        while stream is not None and (chunk := stream.read(1024 * 1024)):
+            size += len(chunk)
+            if size > limit:
+                spool.close()
+                raise UploadTooLarge(f"The upload is larger than the limit of {limit} bytes "
+                                     "(PIPELINES_MAX_UPLOAD_BYTES).")
+            spool.write(chunk)
+        spool.seek(0)
+        return spool
+
+
+class GzipTarParser(TarParser):
+    media_type = "application/gzip"
+
+
+class XGzipTarParser(TarParser):
+    media_type = "application/x-gzip"
 
 
 class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                       viewsets.GenericViewSet):
-    """Artifacts (immutable file trees named by digest): GET one to download it."""
+    """Artifacts (immutable file trees named by digest): GET one to download it, POST a tar
+    archive of a folder to store it (a step's source snapshot)."""
 
     serializer_class = ArtifactSerializer
+    token_scope = "publish"
+    write_role = Role.EDITOR
     lookup_field = "digest"
     lookup_value_regex = "sha256:[0-9a-f]{64}"
     filter_backends = [QueryFilters]
@@ -92,6 +139,47 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def get_queryset(self):
         return (Artifact.objects.filter(workspace__in=workspaces(self.request))
                 .select_related("produced_by").order_by("-created_at", "-id"))
+
+    def get_parsers(self):
+        # Requests call this before `action` is set (POST is only create here); the schema
+        # generator sets `action` and no request.
+        if (getattr(self, "action", None) == "create"
+                or getattr(self.request, "method", None) == "POST"):
+            return [TarParser(), GzipTarParser(), XGzipTarParser()]
+        return super().get_parsers()
+
+    @extend_schema(
+        parameters=[OpenApiParameter("workspace", int, allow_blank=True,
+                                     description="Which of your workspaces (required when you "
+                                     "belong to several).")],
+        request={"application/gzip": OpenApiTypes.BINARY,
+                 "application/x-tar": OpenApiTypes.BINARY},
+        responses={201: ArtifactSerializer, 200: ArtifactSerializer},
+        description="Store a folder, sent as a tar archive of its contents (gzip allowed), as "
+        "a content-addressed artifact: 201 when new, 200 when the workspace already had it. "
+        "Links and special files are refused; the archive and what it unpacks to must each be "
+        "at most PIPELINES_MAX_UPLOAD_BYTES (413 otherwise).",
+    )
+    def create(self, request, *args, **kwargs):
+        raw = request.query_params.get("workspace")
+        chosen = (workspaces(request).filter(pk=parse_id("workspace", raw)).first() if raw
+                  else None)
+        if raw and chosen is None:
+            raise ValidationError({"workspace": [f"Invalid pk \"{raw}\" - object does not "
+                                                 "exist."]})
+        workspace = workspace_for_write(request, chosen, Role.EDITOR)
+        if not hasattr(request.data, "read"):
+            raise ValidationError({"body": ["Send the folder as a tar archive (Content-Type "
+                                            "application/gzip or application/x-tar)."]})
+        try:
+            artifact, created = services.store_snapshot(
+                workspace, request.data, store_url=datastore_url(workspace.pk))
+        except services.UploadTooLarge as exc:
+            raise UploadTooLarge(str(exc)[0].upper() + str(exc)[1:] + ".") from None
+        except services.UploadInvalid as exc:
+            raise ValidationError({"body": [str(exc)]}) from None
+        return Response(ArtifactSerializer(artifact).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     def get_object(self) -> Artifact:
         # The same content may sit in two of the caller's workspaces: either row will do.
