@@ -40,7 +40,7 @@ class SpecInvalid(Exception):
         return {"detail": self.detail, "errors": [e.to_dict() for e in self.errors]}
 
 
-def component_registry(workspace: Workspace) -> dict[str, ComponentDef]:
+def component_registry(workspace: Workspace | int) -> dict[str, ComponentDef]:
     """Built-in components plus the workspace's registered ones, by "name@version"."""
     registry = dict(BUILTINS)
     for component in Component.objects.filter(workspace=workspace):
@@ -48,10 +48,12 @@ def component_registry(workspace: Workspace) -> dict[str, ComponentDef]:
     return registry
 
 
-def check_spec(workspace: Workspace, document: Any) -> Spec:
+def check_spec(workspace: Workspace | int, document: Any,
+               registry: dict[str, ComponentDef] | None = None) -> Spec:
     """The validated spec, or SpecInvalid naming every problem."""
     spec, errors = validate_spec(
-        document, component_registry(workspace), max_bytes=settings.PIPELINES_MAX_SPEC_BYTES
+        document, registry if registry is not None else component_registry(workspace),
+        max_bytes=settings.PIPELINES_MAX_SPEC_BYTES,
     )
     if errors:
         raise SpecInvalid(errors)

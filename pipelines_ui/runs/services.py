@@ -229,11 +229,12 @@ def advance_run(run_id: int) -> None:
         _advance(run)
 
 
-def _advance(run: Run) -> None:
+def _advance(run: Run, *loaded: StepRun) -> None:
     """With the run row locked: act on `next_actions` until nothing is left to do.
 
     Every step row is locked, but only the states are read; a step is loaded whole only when
-    an action touches it, so an event costs little even in a run of hundreds of steps.
+    an action touches it (or was `loaded` by the caller already), so an event costs little
+    even in a run of hundreds of steps.
     """
     spec = run_spec(run)
     views = {
@@ -242,10 +243,10 @@ def _advance(run: Run) -> None:
         .filter(run=run).values_list("node", "state", "attempt", "cancel_requested_at")
     }
     steps = _StepLoader(run)
+    steps.update((step.node, step) for step in loaded)
     policies = {n.id: transitions.NodePolicy(n.retries, n.continue_on_failure) for n in spec.nodes}
     parents = spec.parents()
     changes = _Changes(run.pk)
-    registry: dict[str, ComponentDef] | None = None
     for _ in range(len(views) * 3 + 3):  # each pass settles at least one step
         actions = transitions.next_actions(parents, policies, views, canceling=run.canceling)
         if not actions:
@@ -256,8 +257,7 @@ def _advance(run: Run) -> None:
                 continue
             step = steps[action.node]
             if isinstance(action, transitions.Ready):
-                registry = registry or component_registry(run.workspace)
-                _start_step(run, spec, step, steps, registry)
+                _start_step(run, spec, step, steps, _frozen(run).components)
             elif isinstance(action, transitions.Skip):
                 _end_step(step, "skipped", action.reason)
             elif isinstance(action, transitions.Cancel):
@@ -288,20 +288,33 @@ def _view(step: StepRun) -> transitions.StepView:
     return transitions.StepView(step.state, step.attempt, step.cancel_requested)
 
 
-_spec_cache: dict[tuple[int, datetime], Spec] = {}
+@dataclass(frozen=True)
+class _Frozen:
+    spec: Spec
+    components: dict[str, ComponentDef]  # those the spec names; versions never change
+
+
+_frozen_cache: dict[tuple[int, datetime], _Frozen] = {}
+
+
+def _frozen(run: Run) -> _Frozen:
+    """The run's spec and components, parsed once per process: every event of a run needs
+    them and they never change. Keyed by creation time too, since ids can come back after a
+    database is reset."""
+    key = (run.pk, run.created_at)
+    frozen = _frozen_cache.get(key)
+    if frozen is None:
+        registry = component_registry(run.workspace_id)
+        spec = check_spec(run.workspace_id, run.spec, registry)
+        frozen = _Frozen(spec, {node.component: registry[node.component] for node in spec.nodes})
+        if len(_frozen_cache) > 1000:
+            _frozen_cache.clear()
+        _frozen_cache[key] = frozen
+    return frozen
 
 
 def run_spec(run: Run) -> Spec:
-    """The run's frozen spec, parsed once per process (it never changes). Keyed by creation
-    time too, since ids can come back after a database is reset."""
-    key = (run.pk, run.created_at)
-    spec = _spec_cache.get(key)
-    if spec is None:
-        spec = check_spec(run.workspace, run.spec)
-        if len(_spec_cache) > 1000:
-            _spec_cache.clear()
-        _spec_cache[key] = spec
-    return spec
+    return _frozen(run).spec
 
 
 def _start_step(run: Run, spec: Spec, step: StepRun, steps: _StepLoader,
@@ -314,9 +327,7 @@ def _start_step(run: Run, spec: Spec, step: StepRun, steps: _StepLoader,
     step.fingerprint_parts = _parts(node, step.params, step.inputs, registry,
                                     step.compute_target)
     step.fingerprint = fingerprint(step.fingerprint_parts)
-    step.save()
-    step.consumed.set(Artifact.objects.filter(workspace=run.workspace_id,
-                                              digest__in=step.inputs.values()))
+    _link_consumed(step, run.workspace_id)
     reuse = node.allow_reuse and run.allow_reuse
     earlier = _reusable_step(run.workspace_id, step.fingerprint, exclude_run=run.pk) if reuse \
         else None
@@ -329,6 +340,18 @@ def _start_step(run: Run, spec: Spec, step: StepRun, steps: _StepLoader,
                        _previous_parts(run.pipeline_id, step.node, exclude_run=run.pk),
                        step.fingerprint_parts)))
     _new_attempt(step, attempt=step.attempt + 1)
+
+
+def _link_consumed(step: StepRun, workspace_id: int) -> None:
+    """Record the artifacts the step reads (lineage); the step is new, so nothing to unlink."""
+    if not step.inputs:
+        return
+    consumed = StepRun.consumed.through
+    artifact_ids = Artifact.objects.filter(
+        workspace=workspace_id, digest__in=step.inputs.values()).values_list("pk", flat=True)
+    consumed.objects.bulk_create(
+        [consumed(steprun_id=step.pk, artifact_id=pk) for pk in artifact_ids],
+        ignore_conflicts=True)
 
 
 def _reuse(step: StepRun, earlier: StepRun) -> None:
@@ -478,7 +501,7 @@ def build_job(step: StepRun) -> StepJob:
     run = step.run
     spec = run_spec(run)
     node = spec.node(step.node)
-    component = component_registry(run.workspace)[node.component]
+    component = _frozen(run).components[node.component]
     params = dict(step.params)
     code = _job_code(component, params)
     artifacts = {a.digest: a for a in Artifact.objects.filter(
@@ -543,7 +566,8 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
     attempt_id = report["attempt_id"]
     if not hmac.compare_digest(token, step_token(step_run_id, attempt_id)):
         raise StepTokenInvalid("the token is not valid for this step attempt")
-    step = StepRun.objects.select_related("run").filter(pk=step_run_id).first()
+    step = StepRun.objects.only("run_id", "node", "state", "attempt", "attempt_id").filter(
+        pk=step_run_id).first()
     if step is None or step.attempt_id != attempt_id:
         raise AttemptStale("this attempt is no longer current")
     ends = any(event["type"] in ("finished", "failed") for event in report["events"])
@@ -558,9 +582,12 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
         elif kind == "metric":
             _store_points(step, event)
         elif kind != "heartbeat":
-            _apply_state_event(step.pk, attempt_id, event)
+            _apply_state_event(step, attempt_id, event)
+    if ends:
+        return {"ok": True, "cancel": False}  # nothing left to cancel or to keep alive
     touched = StepRun.objects.filter(pk=step.pk, attempt_id=attempt_id)
-    touched.filter(state="running").update(last_heartbeat_at=timezone.now())
+    if not any(event["type"] == "started" for event in report["events"]):
+        touched.filter(state="running").update(last_heartbeat_at=timezone.now())
     current = touched.values_list("cancel_requested_at", flat=True).first()
     return {"ok": True, "cancel": current is not None}
 
@@ -596,11 +623,17 @@ def _store_points(step: StepRun, event: dict[str, Any]) -> None:
                             "first": first, "points": event["points"]})
 
 
-def _apply_state_event(step_run_id: int, attempt_id: str, event: dict[str, Any]) -> None:
-    with transaction.atomic():
+def _lock_step(step_run_id: int, run_id: int | None = None) -> tuple[Run, StepRun]:
+    """Lock the step's run row, then the step row: always in that order (R10)."""
+    if run_id is None:
         run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
-        run = Run.objects.select_for_update().get(pk=run_id)
-        step = StepRun.objects.select_for_update().get(pk=step_run_id)
+    run = Run.objects.select_for_update().get(pk=run_id)
+    return run, StepRun.objects.select_for_update().get(pk=step_run_id)
+
+
+def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any]) -> None:
+    with transaction.atomic():
+        run, step = _lock_step(reported.pk, reported.run_id)
         if step.attempt_id != attempt_id:
             raise AttemptStale("this attempt is no longer current")
         if event["type"] == "started" and step.state == "running" and step.claim == event["claim"]:
@@ -617,7 +650,7 @@ def _apply_state_event(step_run_id: int, attempt_id: str, event: dict[str, Any])
         if event["type"] == "started":  # a claim never makes another step ready
             _mark_running(run, {step.node: _view(step)}, changes)
         else:
-            _advance(run)
+            _advance(run, step)
         changes.publish_on_commit()
 
 
@@ -732,9 +765,7 @@ def _find_lost_attempts(now: datetime, report: ReconcileReport) -> None:
 def mark_attempt_lost(step_run_id: int, attempt_id: str, reason: str) -> bool:
     """Retry (if the policy allows) or fail a running attempt whose worker went silent."""
     with transaction.atomic():
-        run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
-        run = Run.objects.select_for_update().get(pk=run_id)
-        step = StepRun.objects.select_for_update().get(pk=step_run_id)
+        run, step = _lock_step(step_run_id)
         if step.attempt_id != attempt_id or step.state != "running":
             return False  # it reported, or someone else already handled it
         outcome = transitions.apply_step_event(
@@ -750,7 +781,7 @@ def mark_attempt_lost(step_run_id: int, attempt_id: str, reason: str) -> bool:
         else:
             step.state = outcome.step.state
             step.save()
-        _advance(run)
+        _advance(run, step)
         _Changes(run.pk, [step_event(step)]).publish_on_commit()
     return True
 
@@ -787,9 +818,7 @@ def _resend_untaken(now: datetime, report: ReconcileReport) -> None:
 
 def _renew_attempt_id(step_run_id: int, attempt_id: str) -> bool:
     with transaction.atomic():
-        run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
-        Run.objects.select_for_update().get(pk=run_id)
-        step = StepRun.objects.select_for_update().get(pk=step_run_id)
+        _, step = _lock_step(step_run_id)
         if step.state != "queued" or step.attempt_id != attempt_id:
             return False
         write_system_line(step, "no worker took this step in time; sending it again")
@@ -804,13 +833,11 @@ def _force_cancel(now: datetime, report: ReconcileReport) -> None:
         state__in=("queued", "running"), cancel_requested_at__lt=cutoff
     ).values_list("pk", flat=True):
         with transaction.atomic():
-            run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
-            run = Run.objects.select_for_update().get(pk=run_id)
-            step = StepRun.objects.select_for_update().get(pk=step_run_id)
+            run, step = _lock_step(step_run_id)
             if step.state not in ("queued", "running"):
                 continue
             write_system_line(step, "canceled: the worker did not confirm in time")
             _end_step(step, "canceled", "canceled (the worker did not confirm in time)")
-            _advance(run)
+            _advance(run, step)
             _Changes(run.pk, [step_event(step)]).publish_on_commit()
         report.cancel_forced.append(step_run_id)

@@ -1,0 +1,158 @@
+"""Benchmark: what the server spends on each step of a chain (prints figures).
+
+    python bench/step_events.py                      # embedded SQLite
+    python bench/step_events.py --postgres postgres://postgres@127.0.0.1:5432/test
+
+No worker and no broker: the script plays the worker's part in process. For a chain of N
+steps it posts each step's "started" and "finished" report to the real view through Django's
+test client and times the job dispatch (build and send) on its own, so the engine's server
+side can be measured and profiled without the noise of subprocesses. `--profile` prints the
+functions that took the most time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--postgres", default="", help="a PostgreSQL URL (its data is kept)")
+    parser.add_argument("--chain", type=int, default=50)
+    parser.add_argument("--profile", action="store_true", help="print the top functions")
+    return parser.parse_args()
+
+
+def configure(args: argparse.Namespace) -> None:
+    var = ROOT / "bench" / "out" / "events-var"
+    shutil.rmtree(var, ignore_errors=True)
+    os.environ.update({"PIPELINES_VAR_DIR": str(var),
+                       "DJANGO_SETTINGS_MODULE": "pipelines_ui.settings",
+                       "ALLOWED_HOSTS": "testserver"})
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"):
+        os.environ.pop(name, None)
+    if args.postgres:
+        os.environ["DATABASE_URL"] = args.postgres
+
+
+def chain(n: int, target: str, nonce: str) -> dict:
+    nodes, edges = [], []
+    for i in range(n):
+        inputs = [{"name": "x"}] if i else []
+        nodes.append({"id": f"s{i}", "component": "python-script@1", "compute": target,
+                      "params": {"code": "pass\n", "nonce": nonce},
+                      "ports": {"inputs": inputs, "outputs": [{"name": "out"}]}})
+        if i:
+            edges.append({"from": f"s{i - 1}.out", "to": f"s{i}.x"})
+    return {"parameters": {}, "nodes": nodes, "edges": edges}
+
+
+class Timings:
+    def __init__(self) -> None:
+        self.ms: dict[str, list[float]] = {}
+        self.queries: dict[str, list[int]] = {}
+
+    def measure(self, name: str, action, *args):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as captured:
+            started = time.perf_counter()
+            result = action(*args)
+            self.ms.setdefault(name, []).append((time.perf_counter() - started) * 1000)
+        self.queries.setdefault(name, []).append(len(captured.captured_queries))
+        return result
+
+    def print(self) -> None:
+        for name, values in self.ms.items():
+            print(f"  {name:<10} median {statistics.median(values):6.1f} ms, "
+                  f"{statistics.median(self.queries[name]):4.0f} queries")
+
+
+def main() -> None:
+    args = parse_args()
+    configure(args)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test import Client
+
+    from pipelines_ui.accounts.models import Membership, Workspace
+    from pipelines_ui.compute.models import ComputeTarget
+    from pipelines_ui.pipelines.models import Pipeline
+    from pipelines_ui.runs import services
+    from pipelines_ui.runs.models import StepRun
+
+    call_command("migrate", verbosity=0)
+    tag = uuid.uuid4().hex[:6]
+    workspace = Workspace.objects.create(name=f"bench {tag}", slug=f"bench-{tag}")
+    user = get_user_model().objects.create_user(f"bench-{tag}")
+    Membership.objects.create(workspace=workspace, user=user, role="admin")
+    ComputeTarget.objects.create(workspace=workspace, name=f"bench-{tag}")
+
+    sent: list[tuple[int, str]] = []
+    send = services.dispatch
+    services.dispatch = lambda step_id, attempt_id: sent.append((step_id, attempt_id))
+    timings = Timings()
+    client = Client()
+
+    def post(step_id: int, attempt_id: str, event: dict) -> None:
+        body = {"attempt_id": attempt_id, "events": [{"seq": 1, "time": time.time(), **event}]}
+        response = client.post(
+            f"/api/worker/steps/{step_id}/events/", body, content_type="application/json",
+            headers={"Authorization": f"StepToken {services.step_token(step_id, attempt_id)}"})
+        assert response.status_code == 200, response.content
+
+    def dispatch_for_real(step_id: int, attempt_id: str) -> None:
+        # The job is built as for the broker, then dropped: the broker's own cost is not ours.
+        step = StepRun.objects.select_related("run__workspace", "compute_target").get(pk=step_id)
+        services.build_job(step)
+
+    def run_chain() -> None:
+        pipeline = Pipeline.objects.create(workspace=workspace, name=f"chain {uuid.uuid4().hex}",
+                                           spec=chain(args.chain, f"bench-{tag}", uuid.uuid4().hex))
+        timings.measure("submit", lambda: services.submit_run(pipeline, user=user))
+        while sent:
+            step_id, attempt_id = sent.pop()
+            timings.measure("dispatch", dispatch_for_real, step_id, attempt_id)
+            timings.measure("started", post, step_id, attempt_id, {
+                "type": "started", "claim": uuid.uuid4().hex, "worker": "bench", "pid": 1})
+            digest = "sha256:" + uuid.uuid4().hex * 2
+            timings.measure("finished", post, step_id, attempt_id, {
+                "type": "finished", "exit_code": 0, "outputs": {"out": {
+                    "digest": digest, "uri": f"file:///tmp/{digest}", "size": 1}}})
+
+    run_chain()  # warm-up: imports, caches, first queries
+    timings = Timings()
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    run_chain()
+    if profiler:
+        profiler.disable()
+    services.dispatch = send
+    database = "postgresql" if args.postgres else "sqlite"
+    print(f"server side of a chain of {args.chain} steps, database={database}, per step:")
+    timings.print()
+    total = sum(statistics.median(timings.ms[k]) for k in ("dispatch", "started", "finished"))
+    print(f"  total      {total:6.1f} ms a step (dispatch + started + finished)")
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+
+
+if __name__ == "__main__":
+    main()
