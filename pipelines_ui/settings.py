@@ -209,6 +209,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "pipelines_ui.accounts.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        # Last: a worker's StepToken or WorkerKey on any other route is a 403 (S5).
+        "pipelines_ui.runs.worker_auth.WorkerCredentialAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["pipelines_ui.api_base.WorkspaceAccess"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -48,6 +48,11 @@ from pipelines_ui.runs.services import (
     ingest_report,
     rerun,
 )
+from pipelines_ui.runs.worker_auth import (
+    StepTokenExpired,
+    StepTokenForeign,
+    check_report_credential,
+)
 from runner.messages import MessageError, parse_worker_heartbeat
 
 MAX_LOG_PAGE = 5000
@@ -73,7 +78,8 @@ class StepEventsView(WorkerView):
         request=inline_serializer("StepReport", {"attempt_id": serializers.CharField(),
                                                  "events": serializers.ListField()}),
         responses={200: _reply, 400: OpenApiResponse(description="malformed report"),
-                   401: OpenApiResponse(description="bad token"),
+                   401: OpenApiResponse(description="bad token, or its attempt finished"),
+                   403: OpenApiResponse(description="a token of another step run"),
                    409: OpenApiResponse(description="the attempt is no longer current")},
         tags=["worker"],
     )
@@ -83,7 +89,12 @@ class StepEventsView(WorkerView):
             return Response({"detail": "Authorization: StepToken <token> is required."},
                             status=status.HTTP_401_UNAUTHORIZED)
         try:
+            check_report_credential(step_run_id, token, request.data)
             reply = ingest_report(step_run_id, token, request.data)
+        except StepTokenForeign as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
+        except StepTokenExpired as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_401_UNAUTHORIZED)
         except MessageError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except StepTokenInvalid as exc:
