@@ -1,4 +1,7 @@
-"""`python -m runner worker --target NAME [--concurrency N]`: start a compute worker."""
+"""`python -m runner worker --target NAME [--concurrency N]`: start a compute worker.
+
+The other commands (pipelines, runs, submit, follow, publish) are the SDK's: runner/cli.py.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +21,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="server URL (or PIPELINES_SERVER_URL)")
     worker.add_argument("--name", default=None, help="worker name (default: the hostname)")
     worker.add_argument("--loglevel", default="INFO")
-    args = parser.parse_args(argv)
+    from runner import cli
 
+    cli.add_commands(commands)
+    args = parser.parse_args(argv)
+    if args.command != "worker":
+        return cli.run_command(args)
+    return run_worker(args, argv)
+
+
+def run_worker(args: argparse.Namespace, argv: list[str] | None) -> int:
     from runner import secrets
 
     secrets.reexec_without_secrets(sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,213 @@
+"""A run seen from code: follow it to its end with progress and logs, read its metrics,
+download its outputs, cancel it or run again from what failed."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner.sdk.client import Client
+
+RUN_ENDED = ("succeeded", "failed", "canceled")
+STEP_ENDED = ("succeeded", "failed", "canceled", "skipped", "reused")
+NO_LOGS = ("pending", "queued", "skipped", "reused")
+
+
+class RunTimeout(Exception):
+    """wait() gave up before the run ended (the run goes on)."""
+
+
+class Run:
+    """One run; `data` is the server's view of it (GET /api/runs/{id}/), kept by refresh()."""
+
+    def __init__(self, client: Client, data: dict[str, Any]) -> None:
+        self.client, self.data = client, data
+        self._log_after: dict[tuple[str, int], int] = {}
+        self._drained: set[tuple[str, int]] = set()
+
+    @classmethod
+    def get(cls, client: Client, run_id: int) -> Run:
+        return cls(client, client.get(f"/api/runs/{run_id}/"))
+
+    def __repr__(self) -> str:
+        return f"Run({self.id}, status={self.status!r})"
+
+    @property
+    def id(self) -> int:
+        return int(self.data["id"])
+
+    @property
+    def status(self) -> str:
+        return str(self.data["status"])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in RUN_ENDED
+
+    @property
+    def steps(self) -> dict[str, dict[str, Any]]:
+        """Each step run by node id: state, error, inputs and outputs (digests), ..."""
+        return {step["node"]: step for step in self.data.get("steps", [])}
+
+    @property
+    def url(self) -> str:
+        return f"{self.client.url}/runs/{self.id}/"
+
+    def refresh(self) -> Run:
+        self.data = self.client.get(f"/api/runs/{self.id}/")
+        return self
+
+    # --- Following ---------------------------------------------------------------------------
+
+    def wait(self, *, show_output: bool = True, timeout: float | None = None,
+             poll_s: float = 1.0, out: TextIO | None = None) -> Run:
+        """Poll until the run ends. With `show_output`, print its progress (steps done of
+        total, each step's state) when it changes, and every step's new log lines."""
+        stream = out or sys.stdout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = ""
+        while True:
+            self.refresh()
+            if show_output:
+                self.print_new_logs(stream)
+                progress = self.progress()
+                if progress != last:
+                    print(progress, file=stream, flush=True)
+                    last = progress
+            if self.is_finished:
+                return self
+            if deadline is not None and time.monotonic() > deadline:
+                raise RunTimeout(f"run {self.id} is still {self.status} after {timeout} s")
+            time.sleep(poll_s)
+
+    def progress(self) -> str:
+        """One line: status, steps done of total, and each step's state."""
+        steps = self.steps
+        done = sum(step["state"] in STEP_ENDED for step in steps.values())
+        states = ", ".join(f"{node} {step['state']}" for node, step in steps.items())
+        return f"run {self.id} {self.status}: {done}/{len(steps)} steps done ({states})"
+
+    def print_new_logs(self, out: TextIO) -> None:
+        for node, step in self.steps.items():
+            key = (node, step["attempt"])
+            # A step that has not started has no lines; one that ended has them all stored.
+            if step["state"] in NO_LOGS or key in self._drained:
+                continue
+            for line in self.new_log_lines(node, step["attempt"]):
+                print(f"[{node}] {line['text']}", file=out, flush=True)
+            if step["state"] in STEP_ENDED:
+                self._drained.add(key)
+
+    def new_log_lines(self, node: str, attempt: int) -> list[dict[str, Any]]:
+        """The step's lines not fetched before by this object."""
+        key = (node, attempt)
+        lines: list[dict[str, Any]] = []
+        while True:
+            page = self.client.get(f"/api/runs/{self.id}/steps/{node}/logs/",
+                                   after=self._log_after.get(key, -1), attempt=attempt)
+            lines += page["lines"]
+            self._log_after[key] = page["next"]
+            if not page["more"]:
+                return lines
+
+    def logs(self, node: str) -> list[str]:
+        """All of a step's output lines (its latest attempt)."""
+        attempt = self.steps[node]["attempt"]
+        lines, after = [], -1
+        while True:
+            page = self.client.get(f"/api/runs/{self.id}/steps/{node}/logs/", after=after,
+                                   attempt=attempt)
+            lines += [line["text"] for line in page["lines"]]
+            after = page["next"]
+            if not page["more"]:
+                return lines
+
+    # --- Results -----------------------------------------------------------------------------
+
+    def metrics(self, key: str | None = None, node: str | None = None) -> Metrics:
+        """Metric points as rows (node, attempt, key, step, value, time)."""
+        body = self.client.get(f"/api/runs/{self.id}/metrics/", key=key, node=node)
+        return Metrics(
+            {"node": s["node"], "attempt": s["attempt"], "key": s["key"], "step": step,
+             "value": value, "time": moment}
+            for s in body["series"] for step, value, moment in zip(s["steps"], s["values"],
+                                                                   s["times"], strict=True))
+
+    def output_digest(self, node: str, port: str) -> str:
+        outputs = self.steps[node]["outputs"] or {}
+        if port not in outputs:
+            raise KeyError(f"step {node!r} of run {self.id} has no output {port!r} "
+                           f"(it has: {', '.join(outputs) or 'none yet'})")
+        return str(outputs[port])
+
+    def download(self, node: str, port: str, dest: str | Path, *, path: str = "") -> Path:
+        """Save a step's output under `dest`: a folder output is unpacked into it, a file
+        output (or one `path` inside a folder) is written to dest/<its name>."""
+        return download_artifact(self.client, self.output_digest(node, port), dest, path=path)
+
+    # --- Control -----------------------------------------------------------------------------
+
+    def cancel(self) -> Run:
+        self.client.post(f"/api/runs/{self.id}/cancel/")
+        return self.refresh()
+
+    def rerun(self, *, from_failed: bool = True) -> Run:
+        """A new run: only what failed and what follows it (from_failed), or every step."""
+        return Run(self.client, self.client.post(f"/api/runs/{self.id}/rerun/",
+                                                 {"from_failed": from_failed}))
+
+
+class Metrics(list):
+    """Metric points as a list of dicts, so `pandas.DataFrame(metrics)` is a table."""
+
+    @property
+    def columns(self) -> dict[str, list[Any]]:
+        names = ("node", "attempt", "key", "step", "value", "time")
+        return {name: [row[name] for row in self] for name in names}
+
+    def values(self, key: str, node: str | None = None) -> list[float]:
+        """The values of one metric, in the order they were logged."""
+        return [row["value"] for row in self
+                if row["key"] == key and (node is None or row["node"] == node)]
+
+    def to_pandas(self) -> Any:
+        import pandas  # optional: only this method needs it
+
+        return pandas.DataFrame(self.columns)
+
+
+def download_artifact(client: Client, digest: str, dest: str | Path, *, path: str = "") -> Path:
+    """Save an artifact under `dest` (see Run.download); the folder or file written."""
+    folder = Path(dest)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile() as spool:  # on disk: outputs may be large
+        headers = client.download(f"/api/artifacts/{digest}/", spool, path=path or None)
+        spool.seek(0)
+        if headers.get("content-type") == "application/zip" and not path:
+            with zipfile.ZipFile(spool) as archive:
+                _extract(archive, folder)
+            return folder
+        target = folder / (Path(path).name if path else _filename(headers, digest))
+        with open(target, "wb") as out:
+            shutil.copyfileobj(spool, out)
+        return target
+
+
+def _extract(archive: zipfile.ZipFile, folder: Path) -> None:
+    root = folder.resolve()
+    for name in archive.namelist():
+        if not (root / name).resolve().is_relative_to(root):
+            raise ValueError(f"the download holds a path outside its folder: {name!r}")
+    archive.extractall(folder)
+
+
+def _filename(headers: Any, digest: str) -> str:
+    disposition = headers.get("content-disposition", "")
+    if 'filename="' in disposition:
+        return disposition.split('filename="', 1)[1].split('"', 1)[0]
+    return digest.split(":")[-1][:12]
