@@ -9,7 +9,7 @@ See docs/sdk.md for a worked example.
 from runner.sdk.client import ApiError, Client, connect
 from runner.sdk.config import ConfigError
 from runner.sdk.pipeline import Pipeline, PipelineInvalid, registered_components
-from runner.sdk.publishing import Endpoint, register_component
+from runner.sdk.publishing import Endpoint, register_component, trigger_endpoint
 from runner.sdk.runs import Metrics, Run, RunTimeout, download_artifact
 from runner.sdk.snapshots import SnapshotError, snapshot_digest, upload_snapshot
 from runner.sdk.steps import (
@@ -24,5 +24,5 @@ __all__ = [
     "ApiError", "Client", "ComponentStep", "ConfigError", "Endpoint", "Metrics", "Pipeline",
     "PipelineData", "PipelineError", "PipelineInvalid", "PipelineParameter", "PythonScriptStep",
     "Run", "RunTimeout", "SnapshotError", "connect", "download_artifact", "register_component",
-    "registered_components", "snapshot_digest", "upload_snapshot",
+    "registered_components", "snapshot_digest", "trigger_endpoint", "upload_snapshot",
 ]

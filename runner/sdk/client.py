@@ -98,6 +98,11 @@ class Client:
                                      f"{config.WORKSPACE_VAR}; yours are {names}")
         return int(found[0]["id"])
 
+    @property
+    def chosen_workspace(self) -> int | None:
+        """The workspace named at connect(), if any (routes by name need it only then)."""
+        return self._workspace
+
     def editor_url(self, pipeline_id: int) -> str:
         """Where a pipeline opens in the browser editor."""
         return f"{self.url}/pipelines/{pipeline_id}/edit/"
