@@ -35,6 +35,8 @@ class ApiSchema(AutoSchema):
             codes.append("404")
         if self.method == "DELETE":
             codes.append("409")
+        if self.method == "POST" and self.path.endswith("/runs/"):
+            codes.append("429")  # run triggers are rate-limited (runs/limits.py)
         for code in codes:
             if code not in responses:
                 responses[code] = self._get_response_for_code(ErrorSerializer, code)

@@ -201,6 +201,11 @@ STEP_CANCEL_TIMEOUT_S = envint("STEP_CANCEL_TIMEOUT_S", 30)
 WORKER_LOST_AFTER_S = envint("WORKER_LOST_AFTER_S", 30)
 RECONCILE_EVERY_S = envint("RECONCILE_EVERY_S", 5)
 PIPELINES_MAX_SPEC_BYTES = envint("PIPELINES_MAX_SPEC_BYTES", 1_000_000)
+# Run triggers (S9): per minute per token (or signed-in user), per minute per endpoint or
+# pipeline, and runs not finished per endpoint or pipeline. Counted in Redis when REDIS_URL is set.
+PIPELINES_TRIGGER_RATE = envint("PIPELINES_TRIGGER_RATE", 120)
+PIPELINES_TARGET_TRIGGER_RATE = envint("PIPELINES_TARGET_TRIGGER_RATE", 600)
+PIPELINES_MAX_ACTIVE_RUNS = envint("PIPELINES_MAX_ACTIVE_RUNS", 100)
 # Uploaded source snapshots (POST /api/artifacts/): the archive and what it unpacks to.
 PIPELINES_MAX_UPLOAD_BYTES = envint("PIPELINES_MAX_UPLOAD_BYTES", 100_000_000)
 

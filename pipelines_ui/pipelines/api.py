@@ -35,6 +35,7 @@ from pipelines_ui.api_base import (
 from pipelines_ui.api_errors import Conflict
 from pipelines_ui.pipelines import services
 from pipelines_ui.pipelines.models import Component, Endpoint, Pipeline, PipelineVersion, Schedule
+from pipelines_ui.runs import limits
 from pipelines_ui.runs.api import RunDetailSerializer, run_with_steps
 from pipelines_ui.runs.services import plan_run, submit_run
 from runner.components import BUILTINS, PORT_TYPES, ComponentDef
@@ -423,12 +424,15 @@ class PipelineViewSet(viewsets.ModelViewSet):
     def runs(self, request, pk=None):
         """Start a run of the draft, or of a version."""
         pipeline = self.get_object()
+        limits.check_trigger_rate(request, pipeline)
         body = RunRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        run = submit_run(pipeline, parameters=data["parameters"],
-                         version=_version_of(pipeline, data.get("version")), user=request.user,
-                         token=token_of(request), tags=data["tags"], note=data["note"])
+        with limits.run_slot(pipeline):
+            run = submit_run(pipeline, parameters=data["parameters"],
+                             version=_version_of(pipeline, data.get("version")),
+                             user=request.user, token=token_of(request), tags=data["tags"],
+                             note=data["note"])
         return Response(RunDetailSerializer(run_with_steps(request, run.pk)).data,
                         status=status.HTTP_201_CREATED)
 
@@ -567,14 +571,16 @@ class EndpointViewSet(viewsets.ModelViewSet):
     def runs(self, request, name=None):
         """Start a run of the endpoint (its default version unless `version` is given)."""
         endpoint = self.get_object()
+        limits.check_trigger_rate(request, endpoint)
         body = InvokeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         try:
-            run = services.invoke_endpoint(
-                endpoint, parameters=data["parameters"],
-                version=_version_of(endpoint.pipeline, data.get("version")),
-                user=request.user, token=token_of(request))
+            with limits.run_slot(endpoint):
+                run = services.invoke_endpoint(
+                    endpoint, parameters=data["parameters"],
+                    version=_version_of(endpoint.pipeline, data.get("version")),
+                    user=request.user, token=token_of(request))
         except services.EndpointDisabled as exc:
             raise Conflict(str(exc)) from None
         return Response(RunDetailSerializer(run_with_steps(request, run.pk)).data,
