@@ -114,6 +114,17 @@ class TarParser(BaseParser):
         return spool
 
 
+def _workspace_param(request) -> Workspace | None:
+    """The workspace named by ?workspace=, which must be one of the caller's (else a 400)."""
+    raw = request.query_params.get("workspace")
+    if not raw:
+        return None
+    chosen = workspaces(request).filter(pk=parse_id("workspace", raw)).first()
+    if chosen is None:
+        raise ValidationError({"workspace": [f"Invalid pk \"{raw}\" - object does not exist."]})
+    return chosen
+
+
 class GzipTarParser(TarParser):
     media_type = "application/gzip"
 
@@ -161,13 +172,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         "at most PIPELINES_MAX_UPLOAD_BYTES (413 otherwise).",
     )
     def create(self, request, *args, **kwargs):
-        raw = request.query_params.get("workspace")
-        chosen = (workspaces(request).filter(pk=parse_id("workspace", raw)).first() if raw
-                  else None)
-        if raw and chosen is None:
-            raise ValidationError({"workspace": [f"Invalid pk \"{raw}\" - object does not "
-                                                 "exist."]})
-        workspace = workspace_for_write(request, chosen, Role.EDITOR)
+        workspace = workspace_for_write(request, _workspace_param(request), Role.EDITOR)
         if not hasattr(request.data, "read"):
             raise ValidationError({"body": ["Send the folder as a tar archive (Content-Type "
                                             "application/gzip or application/x-tar)."]})
@@ -175,7 +180,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
             artifact, created = services.store_snapshot(
                 workspace, request.data, store_url=datastore_url(workspace.pk))
         except services.UploadTooLarge as exc:
-            raise UploadTooLarge(str(exc)[0].upper() + str(exc)[1:] + ".") from None
+            raise UploadTooLarge(str(exc)) from None
         except services.UploadInvalid as exc:
             raise ValidationError({"body": [str(exc)]}) from None
         return Response(ArtifactSerializer(artifact).data,

@@ -157,8 +157,8 @@ def _checked_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
         total += member.size
         members.append(member)
         if total > upload_limit():
-            raise UploadTooLarge(f"the archive unpacks to more than {upload_limit()} bytes "
-                                 "(PIPELINES_MAX_UPLOAD_BYTES)")
+            raise UploadTooLarge(f"The archive unpacks to more than {upload_limit()} bytes "
+                                 "(PIPELINES_MAX_UPLOAD_BYTES).")
         if len(members) > MAX_UPLOAD_ENTRIES:
             raise UploadInvalid(f"the archive holds more than {MAX_UPLOAD_ENTRIES} entries")
     if not any(member.isfile() for member in members):
