@@ -133,6 +133,10 @@ class XGzipTarParser(TarParser):
     media_type = "application/x-gzip"
 
 
+class OctetStreamTarParser(TarParser):
+    media_type = "application/octet-stream"
+
+
 class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                       viewsets.GenericViewSet):
     """Artifacts (immutable file trees named by digest): GET one to download it, POST a tar
@@ -156,7 +160,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         # generator sets `action` and no request.
         if (getattr(self, "action", None) == "create"
                 or getattr(self.request, "method", None) == "POST"):
-            return [TarParser(), GzipTarParser(), XGzipTarParser()]
+            return [TarParser(), GzipTarParser(), XGzipTarParser(), OctetStreamTarParser()]
         return super().get_parsers()
 
     @extend_schema(
@@ -164,12 +168,14 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                                      description="Which of your workspaces (required when you "
                                      "belong to several).")],
         request={"application/gzip": OpenApiTypes.BINARY,
-                 "application/x-tar": OpenApiTypes.BINARY},
+                 "application/x-tar": OpenApiTypes.BINARY,
+                 "application/octet-stream": OpenApiTypes.BINARY},
         responses={201: ArtifactSerializer, 200: ArtifactSerializer},
-        description="Store a folder, sent as a tar archive of its contents (gzip allowed), as "
-        "a content-addressed artifact: 201 when new, 200 when the workspace already had it. "
-        "Links and special files are refused; the archive and what it unpacks to must each be "
-        "at most PIPELINES_MAX_UPLOAD_BYTES (413 otherwise).",
+        description="Store a folder, sent as a tar archive of its contents (gzip is detected "
+        "under any of the content types), as a content-addressed artifact: 201 when new, 200 "
+        "when the workspace already had it. Links and special files are refused; the archive "
+        "and what it unpacks to must each be at most PIPELINES_MAX_UPLOAD_BYTES (413 "
+        "otherwise).",
     )
     def create(self, request, *args, **kwargs):
         workspace = workspace_for_write(request, _workspace_param(request), Role.EDITOR)

@@ -59,7 +59,7 @@ def test_a_folder_becomes_an_artifact_named_by_its_content(client_for, editor, w
 def test_the_same_folder_again_is_the_same_artifact_and_a_change_is_a_new_one(
         client_for, editor, source):
     client = client_for(editor)
-    first = upload(client, tar_of(source, gzip=False), content_type="application/x-tar")
+    first = upload(client, tar_of(source, gzip=False), content_type="application/octet-stream")
     again = upload(client, tar_of(source))
     assert (first.status_code, again.status_code) == (201, 200)
     assert first.json()["digest"] == again.json()["digest"]
@@ -149,5 +149,6 @@ def test_viewers_read_tokens_and_other_workspaces_cannot_upload(
 def test_the_schema_documents_the_upload(client_for, viewer):
     schema = client_for(viewer).get("/api/schema/?format=json").json()
     post = schema["paths"]["/api/artifacts/"]["post"]
-    assert set(post["requestBody"]["content"]) == {"application/gzip", "application/x-tar"}
+    assert set(post["requestBody"]["content"]) == {"application/gzip", "application/x-tar",
+                                                   "application/octet-stream"}
     assert {"200", "201"} <= set(post["responses"])
