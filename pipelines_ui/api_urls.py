@@ -20,7 +20,9 @@ from pipelines_ui.pipelines.api import (
     PipelineViewSet,
     ScheduleViewSet,
 )
+from pipelines_ui.registry.api import RegisteredModelViewSet, ScoreView
 from pipelines_ui.runs import api as runs_api
+from pipelines_ui.secrets.api import SecretViewSet
 
 
 class NoSuchRoute(APIView):
@@ -46,10 +48,15 @@ router.register("compute-targets", ComputeTargetViewSet, basename="compute-targe
 router.register("datastores", DatastoreViewSet, basename="datastore")
 router.register("artifacts", ArtifactViewSet, basename="artifact")
 router.register("datasets", DatasetViewSet, basename="dataset")
+router.register("models", RegisteredModelViewSet, basename="model")
 router.register("tokens", TokenViewSet, basename="token")
+router.register("secrets", SecretViewSet, basename="secret")
 
 urlpatterns = [
     path("", include(router.urls)),
+    # No trailing slash: the scoring URL of issue 7 that clients call.
+    re_path(r"^models/(?P<name>[-a-zA-Z0-9_]+)/versions/(?P<number>[0-9]{1,9})/score$",
+            ScoreView.as_view(), name="model-score"),
     path("worker/", include(runs_api.worker_urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

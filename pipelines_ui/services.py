@@ -63,6 +63,59 @@ DEMO_SPEC = {
     "edges": [{"from": "generate.table", "to": "fit.table"}],
 }
 
+# The example of docs/components.md (a test keeps the two the same), laid out for the editor.
+DIABETES_SPEC = {
+    "parameters": {
+        "test_fraction": {"type": "float", "default": 0.2},
+        "automl_budget_s": {"type": "int", "default": 5},
+    },
+    "nodes": [
+        {"id": "data", "component": "sample-data@1", "params": {"dataset": "diabetes"},
+         "position": {"x": 300, "y": 20}},
+        {"id": "split", "component": "split-data@1",
+         "params": {"test_fraction": "${test_fraction}", "seed": 42},
+         "position": {"x": 300, "y": 130}},
+        {"id": "automl", "component": "automl@1",
+         "params": {"metric": "rmse", "time_budget_s": "${automl_budget_s}", "max_trials": 12,
+                    "estimators": ["ridge", "lasso", "random_forest", "gradient_boosting"]},
+         "position": {"x": 120, "y": 240}},
+        {"id": "ridge", "component": "train-sklearn@1",
+         "params": {"estimator": "ridge", "hyperparameters": {"alpha": 0.1}},
+         "position": {"x": 480, "y": 240}},
+        {"id": "evaluate_automl", "component": "evaluate@1",
+         "params": {"metric_prefix": "automl_"}, "position": {"x": 120, "y": 350}},
+        {"id": "evaluate_ridge", "component": "evaluate@1",
+         "params": {"metric_prefix": "ridge_"}, "position": {"x": 480, "y": 350}},
+        {"id": "compare", "component": "compare-models@1", "params": {"metric": "rmse"},
+         "position": {"x": 300, "y": 460}},
+        {"id": "register", "component": "register-model@1",
+         "params": {"name": "diabetes", "description": "the better of AutoML and ridge"},
+         "position": {"x": 180, "y": 570}},
+        {"id": "deploy", "component": "deploy-model@1", "params": {"name": "diabetes"},
+         "position": {"x": 180, "y": 680}},
+        {"id": "score", "component": "parallel-run@1", "params": {"batch_size": 25},
+         "position": {"x": 480, "y": 570}},
+    ],
+    "edges": [
+        {"from": "data.data", "to": "split.data"},
+        {"from": "split.train", "to": "automl.data"},
+        {"from": "split.train", "to": "ridge.data"},
+        {"from": "automl.model", "to": "evaluate_automl.model"},
+        {"from": "split.test", "to": "evaluate_automl.data"},
+        {"from": "ridge.model", "to": "evaluate_ridge.model"},
+        {"from": "split.test", "to": "evaluate_ridge.data"},
+        {"from": "automl.model", "to": "compare.model_a"},
+        {"from": "evaluate_automl.metrics", "to": "compare.metrics_a"},
+        {"from": "ridge.model", "to": "compare.model_b"},
+        {"from": "evaluate_ridge.metrics", "to": "compare.metrics_b"},
+        {"from": "compare.best", "to": "register.model"},
+        {"from": "compare.metrics", "to": "register.metrics"},
+        {"from": "register.model", "to": "deploy.model"},
+        {"from": "compare.best", "to": "score.model"},
+        {"from": "split.test", "to": "score.data"},
+    ],
+}
+
 
 @dataclass
 class SeedResult:
@@ -114,5 +167,11 @@ def seed_demo() -> SeedResult:
         workspace=workspace, name="Linear fit",
         defaults={"description": "Generate a table, fit a line, log the loss.",
                   "spec": DEMO_SPEC, "created_by": user, "updated_by": user},
+    )
+    Pipeline.objects.get_or_create(
+        workspace=workspace, name="Diabetes regression",
+        defaults={"description": "AutoML against ridge on scikit-learn's diabetes data; the "
+                                 "better model is registered as 'diabetes' and deployed.",
+                  "spec": DIABETES_SPEC, "created_by": user, "updated_by": user},
     )
     return SeedResult(workspace=workspace, username=DEMO_USER, password=password)

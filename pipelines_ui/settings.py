@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "pipelines_ui.runs",
     "pipelines_ui.compute",
     "pipelines_ui.data",
+    "pipelines_ui.registry",
 ]
 
 MIDDLEWARE = [

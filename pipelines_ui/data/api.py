@@ -221,10 +221,15 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
     artifact = serializers.CharField(source="artifact.digest", read_only=True)
     created_by = serializers.CharField(source="created_by.username", allow_null=True,
                                        read_only=True)
+    run = serializers.IntegerField(source="step_run.run_id", allow_null=True, read_only=True,
+                                   help_text="The run whose register-dataset step registered "
+                                             "it; null when a person did.")
+    node = serializers.CharField(source="step_run.node", allow_null=True, read_only=True)
 
     class Meta:
         model = DatasetVersion
-        fields = ["number", "artifact", "description", "created_by", "created_at"]
+        fields = ["number", "artifact", "description", "created_by", "run", "node",
+                  "created_at"]
         read_only_fields = fields
 
 
@@ -278,7 +283,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         """GET: the versions, newest first. POST: register an artifact as the next version."""
         dataset = self.get_object()
         if request.method == "GET":
-            versions = dataset.versions.select_related("artifact", "created_by")
+            versions = dataset.versions.select_related("artifact", "created_by", "step_run")
             page = self.paginate_queryset(versions.order_by("-number"))
             return self.get_paginated_response(DatasetVersionSerializer(page, many=True).data)
         body = NewDatasetVersionSerializer(data=request.data)

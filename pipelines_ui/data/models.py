@@ -73,6 +73,10 @@ class DatasetVersion(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
+    # Lineage: the register-dataset step run that registered it (null when a person did).
+    step_run = models.ForeignKey(
+        "runs.StepRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

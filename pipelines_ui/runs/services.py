@@ -27,8 +27,10 @@ from pipelines_ui.compute.models import ComputeTarget, Worker
 from pipelines_ui.data.models import Artifact, Datastore
 from pipelines_ui.pipelines.models import Endpoint, Pipeline, PipelineVersion, Schedule
 from pipelines_ui.pipelines.services import SpecInvalid, check_spec, component_registry
+from pipelines_ui.registry.services import record_step_success, registry_inputs, start_problem
 from pipelines_ui.runs.broadcast import broadcast
 from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
+from pipelines_ui.secrets.services import declared_values
 from runner import transitions
 from runner.components import ComponentDef
 from runner.fingerprint import explain_changes, fingerprint, fingerprint_parts
@@ -147,6 +149,7 @@ def plan_run(pipeline: Pipeline, *, parameters: dict[str, Any] | None = None,
             continue
         params = resolve_params(node, values)
         inputs = _input_digests(spec, node_id, outputs)
+        inputs.update(registry_inputs(workspace.pk, node.component, params))
         parts = _parts(node, params, inputs, registry, targets[node.compute])
         earlier = _reusable_step(workspace.pk, fingerprint(parts)) if node.allow_reuse else None
         if earlier is not None:
@@ -324,10 +327,16 @@ def _start_step(run: Run, spec: Spec, step: StepRun, steps: _StepLoader,
     step.params = resolve_params(node, run.parameters)
     step.inputs = _input_digests(spec, node.id, {
         parent: steps[parent].outputs for parent, _ in spec.inputs_of(node.id).values()})
+    step.inputs.update(registry_inputs(run.workspace_id, node.component, step.params))
     step.fingerprint_parts = _parts(node, step.params, step.inputs, registry,
                                     step.compute_target)
     step.fingerprint = fingerprint(step.fingerprint_parts)
     _link_consumed(step, run.workspace_id)
+    problem = start_problem(run.workspace_id, node.component, step.params, step.inputs)
+    if problem is not None:  # e.g. an unknown dataset: the step fails with that sentence
+        step.save()
+        _end_step(step, "failed", problem)
+        return
     reuse = node.allow_reuse and run.allow_reuse
     earlier = _reusable_step(run.workspace_id, step.fingerprint, exclude_run=run.pk) if reuse \
         else None
@@ -524,7 +533,7 @@ def build_job(step: StepRun) -> StepJob:
                    for port, digest in step.inputs.items() if digest in artifacts},
         "outputs": [port.name for port in node.outputs],
         "env": dict(node.env),
-        "secrets": {},
+        "secrets": declared_values(run.workspace_id, node.secrets),
         "python": step.compute_target.python or None,
         "datastore_url": datastore_url(run.workspace_id),
         "timeout_s": node.timeout_s,
@@ -685,6 +694,7 @@ def _record_event(run: Run, step: StepRun, event: dict[str, Any],
         step.exit_code = 0
         step.state, step.finished_at = outcome.step.state, now
         step.save()
+        record_step_success(run, step)  # registers or deploys, for the registry's steps
         return
     step.exit_code = event.get("exit_code")
     step.error = event.get("message") or event["reason"]

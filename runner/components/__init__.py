@@ -88,21 +88,42 @@ def step_files(script: str, params_schema: dict[str, Any]) -> dict[str, str]:
     }
 
 
+# A dataset's or model's name in the registry: a slug. The default "" keeps the schema whole;
+# the server says that the name is missing when such a step starts.
+REGISTRY_NAME_PATTERN = "^([a-zA-Z0-9][-a-zA-Z0-9_]*)?$"
+DESCRIPTION_PARAM = {"type": "string", "default": "", "maxLength": 1000, "title": "Description",
+                     "description": "Stored with the new version."}
+
+
+def registry_params(name_title: str, name_description: str,
+                    **more: dict[str, Any]) -> dict[str, Any]:
+    """The parameter schema of a registry step: a required `name`, then `more` parameters."""
+    name = {"type": "string", "default": "", "maxLength": 100, "pattern": REGISTRY_NAME_PATTERN,
+            "title": name_title, "description": name_description}
+    return {"type": "object", "additionalProperties": False, "required": ["name"],
+            "properties": {"name": name, **more}}
+
+
 def _load_builtins() -> dict[str, ComponentDef]:
     from runner.components import (
         automl,
         compare_models,
         data_transfer,
+        dataset,
+        deploy_model,
         evaluate,
         parallel_run,
         python_script,
+        register_dataset,
+        register_model,
         sample_data,
         split_data,
         train_sklearn,
     )
 
     modules = (python_script, sample_data, split_data, train_sklearn, evaluate, automl,
-               compare_models, parallel_run, data_transfer)
+               compare_models, parallel_run, data_transfer, dataset, register_dataset,
+               register_model, deploy_model)
     return {module.COMPONENT.key: module.COMPONENT for module in modules}
 
 

@@ -25,7 +25,8 @@ COMPONENT = ComponentDef(
     inputs=(Port("model_a", "model"), Port("metrics_a", "json", description="evaluate's metrics"),
             Port("model_b", "model"), Port("metrics_b", "json", description="evaluate's metrics")),
     outputs=(Port("best", "model", description="A copy of the better model"),
-             Port("comparison", "json", description="comparison.json: both scores, the winner")),
+             Port("comparison", "json", description="comparison.json: both scores, the winner"),
+             Port("metrics", "json", description="The better model's metrics (as evaluate's)")),
     params_schema=PARAMS_SCHEMA,
     files=step_files("compare_models.py", PARAMS_SCHEMA),
 )

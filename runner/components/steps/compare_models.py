@@ -41,6 +41,7 @@ def main() -> None:
     best = "a" if sign * scores["a"] >= sign * scores["b"] else "b"
     source: Path = context.input_path(f"model_{best}")
     shutil.copytree(source, context.output_path("best"), dirs_exist_ok=True)
+    steplib.pass_on(context.input_path(f"metrics_{best}"), "metrics")
     steplib.write_json(context.output_path("comparison") / "comparison.json", {
         "metric": metric, "lower_is_better": sign < 0, "scores": scores, "best": best,
         "estimators": {side: report.get("estimator") for side, report in reports.items()},

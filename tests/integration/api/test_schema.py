@@ -12,7 +12,8 @@ def test_the_schema_is_public_and_describes_every_route(db):
     schema = yaml.safe_load(response.content)
     for path in ("/api/pipelines/{id}/versions/", "/api/endpoints/{name}/runs/",
                  "/api/runs/{id}/steps/{node}/logs/", "/api/schedules/{id}/",
-                 "/api/artifacts/{digest}/", "/api/tokens/"):
+                 "/api/artifacts/{digest}/", "/api/tokens/", "/api/models/{name}/versions/",
+                 "/api/models/{name}/versions/{number}/score"):
         assert path in schema["paths"], path
     assert "tokenAuth" in schema["components"]["securitySchemes"]
 

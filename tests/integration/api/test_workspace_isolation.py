@@ -13,6 +13,8 @@ from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.data.models import Artifact, Dataset, DatasetVersion, Datastore
 from pipelines_ui.pipelines import services
 from pipelines_ui.pipelines.models import Component, Pipeline
+from pipelines_ui.registry.models import ModelVersion
+from pipelines_ui.registry.services import deploy_version, register_model_version
 from pipelines_ui.runs.models import LogLine, MetricPoint, Run, StepRun
 from tests.integration.api.conftest import two_steps
 
@@ -38,6 +40,7 @@ def theirs(other_workspace, outsider):
                                        uri=f"file:///nowhere/artifacts/{'ab' * 32}")
     dataset = Dataset.objects.create(workspace=other_workspace, name="their-data")
     DatasetVersion.objects.create(dataset=dataset, number=1, artifact=artifact)
+    deploy_version(register_model_version(other_workspace.pk, "their-model", artifact=artifact))
     token, _key = ApiToken.issue(other_workspace, outsider, "theirs", ["read"])
     return {
         "workspace": other_workspace, "pipeline": pipeline, "endpoint": endpoint,
@@ -86,6 +89,13 @@ def object_routes(b):
         ("get", f"/api/datasets/{b['dataset'].pk}/", None),
         ("get", f"/api/datasets/{b['dataset'].pk}/versions/", None),
         ("post", f"/api/datasets/{b['dataset'].pk}/versions/", {"artifact": DIGEST}),
+        ("get", "/api/models/their-model/", None),
+        ("get", "/api/models/their-model/versions/", None),
+        ("post", "/api/models/their-model/versions/", {"artifact": DIGEST}),
+        ("get", "/api/models/their-model/versions/1/", None),
+        ("post", "/api/models/their-model/versions/1/deploy/", {}),
+        ("post", "/api/models/their-model/versions/1/undeploy/", {}),
+        ("post", "/api/models/their-model/versions/1/score", {"rows": [[0]]}),
     ]
 
 
@@ -111,6 +121,8 @@ def assert_untouched(b):
     b["schedule"].refresh_from_db()
     assert b["endpoint"].enabled and b["schedule"].enabled
     ApiToken.objects.get(pk=b["token"].pk, revoked_at=None)
+    their_model = ModelVersion.objects.get(model__name="their-model")
+    assert their_model.is_deployed and ModelVersion.objects.count() == 1
 
 
 def test_a_token_of_workspace_a_gets_404_for_every_object_of_workspace_b(
@@ -127,7 +139,7 @@ def test_a_session_of_workspace_a_gets_404_for_every_object_of_workspace_b(
 
 @pytest.mark.parametrize("route", ["workspaces", "pipelines", "runs", "endpoints", "schedules",
                                    "compute-targets", "datastores", "artifacts", "datasets",
-                                   "tokens", "components"])
+                                   "models", "tokens", "components"])
 def test_lists_and_searches_hold_only_the_callers_objects(client_for, owner, workspace,
                                                           theirs, route):
     for query in ("", "?search=secret", f"?workspace={theirs['workspace'].pk}"):
@@ -151,6 +163,7 @@ def test_creating_with_a_reference_to_workspace_b_is_a_400_naming_the_field(
         ("/api/datastores/", {"workspace": theirs["workspace"].pk, "name": "x",
                               "url": "file:///tmp/x"}, "workspace"),
         ("/api/datasets/", {"workspace": theirs["workspace"].pk, "name": "x"}, "workspace"),
+        ("/api/models/", {"workspace": theirs["workspace"].pk, "name": "x"}, "workspace"),
         ("/api/tokens/", {"workspace": theirs["workspace"].pk, "name": "x",
                           "scopes": ["read"]}, "workspace"),
         ("/api/components/", {"workspace": theirs["workspace"].pk, "name": "x",

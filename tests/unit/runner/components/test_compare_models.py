@@ -30,6 +30,7 @@ def test_it_passes_on_the_model_with_the_lower_error(step: Step) -> None:
     b = candidate(step, "ridge", "regression", {"rmse": 52.5, "r2": 0.50})
     result, sink = step.ok("compare-models@1", {"metric": "rmse"}, inputs(a, b))
     assert result.outputs["best"]["digest"] == b[0]["digest"]
+    assert result.outputs["metrics"]["digest"] == b[1]["digest"]  # the winner's, unchanged
     comparison = json.loads((step.fetch(result.outputs["comparison"])
                              / "comparison.json").read_text())
     assert comparison == {"metric": "rmse", "lower_is_better": True, "best": "b",
