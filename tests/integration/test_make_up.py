@@ -59,6 +59,9 @@ def test_make_up_serves_the_sign_in_page_and_stops_cleanly(tmp_path):
         tree = psutil.Process(make.pid).children(recursive=True)
         assert len(tree) >= 4  # manage.py up, web, control worker, compute worker
         assert _run_demo_pipeline(clone, {**env, "PIPELINES_SERVER_URL": url}) == "succeeded"
+        scored = _run_in_shell(clone, {**env, "PIPELINES_SERVER_URL": url}, RUN_DIABETES)
+        assert re.search(r"^status succeeded", scored, re.MULTILINE), scored
+        assert re.search(r"^predictions 2 -?\d", scored, re.MULTILINE), scored
     finally:
         os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         try:
@@ -86,13 +89,43 @@ print("status", run.status, [(s.node, s.state, s.error) for s in run.steps.all()
 """
 
 
-def _run_demo_pipeline(clone: Path, env: dict) -> str:
-    """Submit the seeded pipeline from another process, as the API would, and wait for it."""
+# The seeded example: its run registers and deploys the model "diabetes", which then scores
+# two rows over HTTP with a token, as an outside client would.
+RUN_DIABETES = """
+import os, time, httpx
+from django.contrib.auth import get_user_model
+from pipelines_ui.accounts.models import ApiToken, Workspace
+from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.services import submit_run
+started = time.monotonic()
+run = submit_run(Pipeline.objects.get(name="Diabetes regression"))
+while not run.is_finished and time.monotonic() < started + 150:
+    time.sleep(0.2)
+    run.refresh_from_db()
+print("status", run.status, round(time.monotonic() - started, 1),
+      [(s.node, s.state, s.error) for s in run.steps.all()])
+_token, key = ApiToken.issue(Workspace.objects.get(slug="demo"),
+                             get_user_model().objects.get(username="demo"), "score", ["read"])
+rows = [[0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, 0.0, 0.02, -0.02], [0.0] * 10]
+answer = httpx.post(os.environ["PIPELINES_SERVER_URL"] + "/api/models/diabetes/versions/1/score",
+                    json={"rows": rows}, headers={"Authorization": f"Token {key}"}).json()
+print("predictions", len(answer["predictions"]), *answer["predictions"])
+"""
+
+
+def _run_in_shell(clone: Path, env: dict, script: str) -> str:
+    """Run a script in `manage.py shell` of the clone, as another process; its stdout."""
     result = subprocess.run([str(clone / ".venv/bin/python"), "manage.py", "shell", "-c",
-                             RUN_DEMO], cwd=clone, env=env, capture_output=True, text=True,
+                             script], cwd=clone, env=env, capture_output=True, text=True,
                             timeout=180)
     assert result.returncode == 0, result.stderr
-    line = next(line for line in result.stdout.splitlines() if line.startswith("status"))
+    return result.stdout
+
+
+def _run_demo_pipeline(clone: Path, env: dict) -> str:
+    """Submit the seeded pipeline from another process, as the API would, and wait for it."""
+    output = _run_in_shell(clone, env, RUN_DEMO)
+    line = next(line for line in output.splitlines() if line.startswith("status"))
     assert "succeeded" in line, line
     return line.split()[1]
 
