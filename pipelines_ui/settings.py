@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "pipelines_ui.runs",
     "pipelines_ui.compute",
     "pipelines_ui.data",
+    "pipelines_ui.secrets",
     "pipelines_ui.registry",
 ]
 
@@ -256,13 +257,32 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# Credentials never reach logs or error reports, URL passwords included (S7).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "pipelines_ui.redaction.SafeExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "pipelines_ui.redaction.ExceptionReporter"
+ADMINS = [("Admin", address) for address in envlist("ADMINS", [])]  # mailed on a 500
+SERVER_EMAIL = envstr("SERVER_EMAIL", "root@localhost")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "redact": {"()": "pipelines_ui.redaction.RedactingFilter"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain",
+                    "filters": ["redact"]},
+        "mail_admins": {"class": "django.utils.log.AdminEmailHandler", "level": "ERROR",
+                        "filters": ["require_debug_false", "redact"]},
+    },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django's own console handler is replaced by the root's; its mail by the one above.
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
+    },
 }
 
 CELERY_BEAT_SCHEDULE = {

@@ -11,11 +11,14 @@ import zipfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner.sdk.client import Client
+import httpx
+
+from runner.sdk.client import ApiError, Client
 
 RUN_ENDED = ("succeeded", "failed", "canceled")
 STEP_ENDED = ("succeeded", "failed", "canceled", "skipped", "reused")
 NO_LOGS = ("pending", "queued", "skipped", "reused")
+TRANSIENT_STATUSES = (502, 503, 504)  # a proxy or the database briefly away; keep following
 
 
 class RunTimeout(Exception):
@@ -29,6 +32,7 @@ class Run:
         self.client, self.data = client, data
         self._log_after: dict[tuple[str, int], int] = {}
         self._drained: set[tuple[str, int]] = set()
+        self._last_progress = ""
 
     @classmethod
     def get(cls, client: Client, run_id: int) -> Run:
@@ -70,20 +74,31 @@ class Run:
         total, each step's state) when it changes, and every step's new log lines."""
         stream = out or sys.stdout
         deadline = None if timeout is None else time.monotonic() + timeout
-        last = ""
         while True:
-            self.refresh()
-            if show_output:
-                self.print_new_logs(stream)
-                progress = self.progress()
-                if progress != last:
-                    print(progress, file=stream, flush=True)
-                    last = progress
-            if self.is_finished:
+            if self._poll(stream if show_output else None) and self.is_finished:
                 return self
             if deadline is not None and time.monotonic() > deadline:
                 raise RunTimeout(f"run {self.id} is still {self.status} after {timeout} s")
             time.sleep(poll_s)
+
+    def _poll(self, out: TextIO | None) -> bool:
+        """Refresh, and print what is new; False (try again) while the server is briefly
+        unreachable or restarting."""
+        try:
+            self.refresh()
+            if out is not None:
+                self.print_new_logs(out)
+        except httpx.TransportError:
+            return False
+        except ApiError as exc:
+            if exc.status not in TRANSIENT_STATUSES:
+                raise
+            return False
+        progress = self.progress()
+        if out is not None and progress != self._last_progress:
+            print(progress, file=out, flush=True)
+            self._last_progress = progress
+        return True
 
     def progress(self) -> str:
         """One line: status, steps done of total, and each step's state."""

@@ -4,9 +4,10 @@ import io
 import sys
 import zipfile
 
+import httpx
 import pytest
 
-from runner.sdk import Metrics, Run
+from runner.sdk import ApiError, Client, Metrics, Run
 from runner.sdk.runs import _extract
 
 ROWS = [{"node": "b", "attempt": 1, "key": "loss", "step": i, "value": 1.0 / (i + 1),
@@ -40,3 +41,32 @@ def test_a_download_with_a_path_outside_its_folder_is_refused(tmp_path):
     with pytest.raises(ValueError, match="outside its folder"):
         _extract(zipfile.ZipFile(buffer), tmp_path / "dest")
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_following_a_run_rides_out_a_server_restart():
+    """503s and refused connections while the server restarts; then the run's end."""
+    replies = iter([503, "refused", 200])
+
+    def server(request: httpx.Request) -> httpx.Response:
+        reply = next(replies)
+        if reply == "refused":
+            raise httpx.ConnectError("connection refused", request=request)
+        if reply == 503:
+            return httpx.Response(503, json={"detail": "The database is unavailable."})
+        return httpx.Response(200, json={"id": 7, "status": "succeeded", "steps": []})
+
+    client = Client("http://server", "token", transport=httpx.MockTransport(server))
+    out = io.StringIO()
+    run = Run(client, {"id": 7, "status": "running", "steps": []}).wait(out=out, poll_s=0)
+    assert run.status == "succeeded"
+    assert out.getvalue() == "run 7 succeeded: 0/0 steps done ()\n"
+
+
+def test_a_refusal_that_is_not_transient_ends_the_wait():
+    def server(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"detail": "Not found.", "errors": []})
+
+    client = Client("http://server", "token", transport=httpx.MockTransport(server))
+    with pytest.raises(ApiError) as refused:
+        Run(client, {"id": 7, "status": "running"}).wait(show_output=False, poll_s=0)
+    assert (refused.value.status, refused.value.detail) == (404, "Not found.")

@@ -1,0 +1,50 @@
+"""S6, S7: a step gets the secrets its node declared, and their values never reach its log."""
+
+import pytest
+
+from pipelines_ui.compute.models import ComputeTarget
+from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.services import submit_run
+from pipelines_ui.secrets.models import Secret
+from tests.integration.runs.specs import script
+from tests.support import WorkerProcess, unique_target, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+DECLARED = "declared-secret-value-0f1e2d"
+UNDECLARED = "undeclared-secret-value-3c4b5a"
+ECHO = """
+    import os
+    key = os.environ['API_KEY']
+    print('the key is', key)
+    print('reversed', key[::-1])  # not masked: masking matches the value itself
+    print('other is', os.environ.get('OTHER_KEY'))
+    print('in the environment:', sorted(os.environ))
+    """
+
+
+def test_a_step_sees_only_its_declared_secrets_and_its_log_shows_them_masked(
+        engine, workspace, owner):
+    Secret.objects.create(workspace=workspace, name="API_KEY", value=DECLARED)
+    Secret.objects.create(workspace=workspace, name="OTHER_KEY", value=UNDECLARED)
+    name = unique_target()
+    ComputeTarget.objects.create(workspace=workspace, name=name)
+    worker = WorkerProcess(name, engine.url)
+    try:
+        spec = {"parameters": {}, "edges": [], "nodes": [
+            script("echo", ECHO, target=name, allow_reuse=False, secrets=["API_KEY"])]}
+        pipeline = Pipeline.objects.create(workspace=workspace, name="secrets", spec=spec)
+        run = submit_run(pipeline, user=owner)
+        wait_until(lambda: run.steps.filter(state__in=("succeeded", "failed")).exists(),
+                   timeout=60)
+    finally:
+        worker.stop()
+    step = run.steps.get()
+    assert step.state == "succeeded", step.error
+    lines = list(step.log_lines.values_list("text", flat=True))
+    assert "the key is ***" in lines
+    assert f"reversed {DECLARED[::-1]}" in lines  # the step did read the real value
+    assert "other is None" in lines
+    everything = "\n".join(lines) + step.error + step.traceback
+    assert DECLARED not in everything
+    assert UNDECLARED not in everything and "OTHER_KEY'" not in everything
