@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 from pipelines_ui.data.models import Dataset, DatasetVersion
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.registry.models import ModelVersion
-from pipelines_ui.runs.services import submit_run
+from pipelines_ui.runs.services import plan_run, submit_run
 from tests.integration.runs.specs import edge, script
 from tests.integration.runs.test_engine import finished, steps
 
@@ -78,7 +78,9 @@ def test_a_registered_dataset_is_read_back_and_a_new_version_runs_the_reader_aga
     again = finished(submit_run(reading, user=owner))
     assert {s.state for s in again.steps.all()} == {"reused"}
 
+    assert [step["action"] for step in plan_run(reading)] == ["reuse", "reuse"]
     finished(submit_run(writing, parameters={"rows": 5}, user=owner))
+    assert [step["action"] for step in plan_run(reading)] == ["run", "run"]
     newer = finished(submit_run(reading, user=owner))
     assert {s.node: s.state for s in newer.steps.all()} == {"points": "succeeded",
                                                             "count": "succeeded"}
