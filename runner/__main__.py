@@ -10,6 +10,8 @@ import logging
 import os
 import sys
 
+from runner import cli
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runner")
@@ -21,8 +23,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="server URL (or PIPELINES_SERVER_URL)")
     worker.add_argument("--name", default=None, help="worker name (default: the hostname)")
     worker.add_argument("--loglevel", default="INFO")
-    from runner import cli
-
     cli.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command != "worker":
