@@ -105,7 +105,6 @@ export function renderSchemaForm(container, schema, values, onChange, { readOnly
       input = document.createElement("textarea");
       input.rows = kind === "code" ? 12 : 3;
       input.value = showValue(kind, current[name]);
-      if (kind === "code") codeEditor(input);
       const as = kind === "object" || kind === "array" ? "json" : kind;
       if (as === "lines") input.placeholder = "one per line";
       wire(input, name, () => (input.value.trim() === "" ? { remove: true }
@@ -130,6 +129,7 @@ export function renderSchemaForm(container, schema, values, onChange, { readOnly
       field.append(help);
     }
     container.append(field);
+    if (kind === "code") codeEditor(input, { readOnly }); // it needs the textarea in place
   }
 
   const known = new Set(Object.keys(properties));

@@ -28,8 +28,9 @@ def add_step(page, component: str, x: float, y: float) -> str:
     """Drag a component from the palette to (x, y) of the canvas; the new node's id."""
     canvas = page.locator("#canvas").bounding_box()
     before = set(page.evaluate("window.pipelineEditor.spec().nodes.map(n => n.id)"))
-    drag(page, center(page.locator(f'.palette-item[data-component="{component}"]')),
-         (canvas["x"] + x, canvas["y"] + y))
+    item = page.locator(f'.palette-item[data-component="{component}"]')
+    item.scroll_into_view_if_needed()  # the palette scrolls once it holds many components
+    drag(page, center(item), (canvas["x"] + x, canvas["y"] + y))
     page.wait_for_function(
         "n => window.pipelineEditor.spec().nodes.length === n", arg=len(before) + 1)
     after = set(page.evaluate("window.pipelineEditor.spec().nodes.map(n => n.id)"))

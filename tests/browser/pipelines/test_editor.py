@@ -30,8 +30,8 @@ def test_a_new_user_builds_saves_reloads_and_runs_a_three_step_pipeline(
     assert spec_in_page(page)["nodes"] == []
 
     # Search narrows the palette; the three steps come from it by drag and drop.
-    page.fill("[data-testid=palette-search]", "-model@1")  # fit-model@1 and score-model@1
-    assert page.locator(".palette-item:visible").count() == 2
+    page.fill("[data-testid=palette-search]", "fit-model")
+    assert page.locator(".palette-item:visible").count() == 1
     page.fill("[data-testid=palette-search]", "")
     make = add_step(page, "make-table@1", 120, 200)
     fit = add_step(page, "fit-model@1", 420, 200)
@@ -199,13 +199,12 @@ def test_parameters_and_ports_are_edited_in_the_side_panels_and_leaving_asks_fir
     other = step.locator("[data-param=__other__]")
     other.fill('{"threshold": "${threshold}"}')
     other.blur()
-    code = step.locator("[data-param=code]")
-    code.click()
+    step.locator(".CodeMirror[data-code-for=code] .CodeMirror-lines").click()
     page.keyboard.press("Control+End")
-    page.keyboard.type("if True:\n")
-    page.keyboard.press("Tab")  # indents, stays in the editor
+    page.keyboard.type("if True:\n")  # the editor indents the block after the colon
+    page.keyboard.press("Tab")  # indents one level more, stays in the editor
     page.keyboard.type("pass")
-    code.blur()
+    page.keyboard.press("Escape")  # leaves the editor, which commits the script
 
     (script,) = spec_in_page(page)["nodes"]
     assert script["ports"] == {"inputs": [], "outputs": [{"name": "scores", "type": "table"}]}
