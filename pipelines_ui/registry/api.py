@@ -172,9 +172,13 @@ class RegisteredModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     @extend_schema(request=None, responses=ModelVersionSerializer)
     @action(detail=True, methods=["post"], url_path=r"versions/(?P<number>[0-9]{1,9})/deploy")
     def deploy(self, request, name=None, number=None):
-        """Serve the version at POST .../versions/{number}/score."""
-        version = services.deploy_version(version_of(self.get_object(), number))
-        return Response(ModelVersionSerializer(version).data)
+        """Serve the version at POST .../versions/{number}/score (409 if it cannot load)."""
+        version = version_of(self.get_object(), number)
+        try:
+            scoring.loaded_model(version.artifact)  # loaded now, not at the first request
+        except scoring.ModelUnavailable as exc:
+            raise Conflict(f"Model {name} version {version.number}: {exc}") from None
+        return Response(ModelVersionSerializer(services.deploy_version(version)).data)
 
     @extend_schema(request=None, responses=ModelVersionSerializer)
     @action(detail=True, methods=["post"],

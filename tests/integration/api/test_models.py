@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from sklearn.linear_model import LinearRegression
 
 from pipelines_ui.data.models import Artifact
 from pipelines_ui.pipelines.models import Pipeline
@@ -10,6 +11,7 @@ from pipelines_ui.registry.models import ModelVersion, RegisteredModel
 from pipelines_ui.registry.services import register_model_version
 from pipelines_ui.runs.models import Run, StepRun
 from tests.integration.api.conftest import two_steps
+from tests.integration.api.test_model_scoring import publish_model
 
 DIGEST = "sha256:" + "ef" * 32
 
@@ -43,13 +45,15 @@ def test_a_version_shows_its_metrics_lineage_and_deployment(client_for, viewer, 
     assert client.get("/api/models/unknown/").status_code == 404
 
 
-def test_an_editor_registers_by_hand_and_deploys(client_for, owner, workspace, artifact):
+def test_an_editor_registers_by_hand_and_deploys(client_for, owner, workspace, tmp_path):
+    fitted = LinearRegression().fit([[0.0] * 10, [1.0] * 10], [0.0, 1.0])
+    model = publish_model(tmp_path, workspace, fitted)
     client = client_for(owner)
     created = client.post("/api/models/", {"name": "churn"}, format="json")
     assert created.status_code == 201, created.json()
     assert created.json()["workspace"] == workspace.pk
     response = client.post("/api/models/churn/versions/",
-                           {"artifact": DIGEST, "metrics": {"auc": 0.9}}, format="json")
+                           {"artifact": model.digest, "metrics": {"auc": 0.9}}, format="json")
     assert response.status_code == 201, response.json()
     assert response.json()["number"] == 1 and response.json()["created_by"] == "owner"
     deployed = client.post("/api/models/churn/versions/1/deploy/", {}, format="json").json()
@@ -57,6 +61,15 @@ def test_an_editor_registers_by_hand_and_deploys(client_for, owner, workspace, a
     assert client.get("/api/models/churn/").json()["deployed_versions"] == [1]
     undeployed = client.post("/api/models/churn/versions/1/undeploy/", {}, format="json")
     assert undeployed.json()["deployed"] is False
+
+
+def test_a_model_that_cannot_be_loaded_is_not_deployed(client_for, owner, registered):
+    response = client_for(owner).post("/api/models/diabetes/versions/1/deploy/", {},
+                                      format="json")
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith("Model diabetes version 1: the model's files "
+                                                 "are not in the datastore")
+    assert not ModelVersion.objects.get(pk=registered.pk).is_deployed
 
 
 def test_an_unknown_artifact_or_a_taken_name_is_a_400_naming_the_field(client_for, owner,
