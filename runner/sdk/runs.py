@@ -177,7 +177,7 @@ class Run:
                                                  {"from_failed": from_failed}))
 
 
-class Metrics(list):
+class Metrics(list[dict[str, Any]]):
     """Metric points as a list of dicts, so `pandas.DataFrame(metrics)` is a table."""
 
     @property

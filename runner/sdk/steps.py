@@ -154,8 +154,9 @@ class PythonScriptStep(Step):
         return [self.params, self.arguments]
 
     def _node_params(self, resolve_source: SourceResolver) -> dict[str, Any]:
-        code: dict[str, Any] = ({"code": self.code} if self.code is not None
-                                else {"source": resolve_source(self.source_directory)})
+        # __init__ made sure that exactly one of the two is set.
+        code: dict[str, Any] = ({"source": resolve_source(self.source_directory)}
+                                if self.source_directory is not None else {"code": self.code})
         return {**self.params, **code, "script": self.script_name,
                 "arguments": list(self.arguments)}
 
