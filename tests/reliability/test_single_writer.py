@@ -1,18 +1,22 @@
-"""R10: concurrent reporters never double-schedule a step.
+"""R10: concurrent reporters and reconcilers never double-schedule a step.
 
 Two processes report the completion of both parents of a join node at the same instant
-(a barrier), many times over: the join step is dispatched exactly once each time. Runs on the
-database the suite uses (PostgreSQL in CI, SQLite locally).
+(a barrier), many times over: the join step is dispatched exactly once each time. Two
+reconciler processes released together over 100 lost attempts retry each exactly once. Runs
+on the database the suite uses (PostgreSQL in CI, SQLite locally).
 """
 
 import multiprocessing
+from datetime import timedelta
 
 import pytest
 from django.db import connections
+from django.utils import timezone
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs import services
+from pipelines_ui.runs.models import StepRun
 from pipelines_ui.runs.services import ingest_report, step_token, submit_run
 from tests.integration.runs.specs import edge, script
 
@@ -85,3 +89,57 @@ def test_a_join_is_dispatched_once_when_both_parents_finish_at_once(transactiona
             queue.put(None)
         for child in children:
             child.join(timeout=30)
+
+
+LOST_STEPS = 100
+
+
+def reconcile_when_released(barrier, results) -> None:
+    """Child process: wait for the other, then run one reconciler pass."""
+    connections.close_all()
+    try:
+        barrier.wait()
+        results.put(len(services.reconcile_once().lost))
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put(repr(exc))
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.timeout(300)
+def test_two_reconcilers_retry_each_of_100_lost_attempts_exactly_once(transactional_db,
+                                                                      workspace, owner,
+                                                                      monkeypatch, settings):
+    dispatched = multiprocessing.Manager().list()
+    monkeypatch.setattr(services, "dispatch",
+                        lambda step_run_id, attempt_id: dispatched.append((step_run_id,
+                                                                           attempt_id)))
+    ComputeTarget.objects.create(workspace=workspace, name="local")
+    spec = {"parameters": {}, "edges": [], "nodes": [
+        script(f"n{i}", "pass", target="local", allow_reuse=False, retries=1)
+        for i in range(LOST_STEPS)]}
+    pipeline = Pipeline.objects.create(workspace=workspace, name="lost", spec=spec)
+    run = submit_run(pipeline, user=owner)
+    silent_since = timezone.now() - timedelta(seconds=settings.STEP_LOST_AFTER_S + 60)
+    StepRun.objects.filter(run=run).update(state="running", claim="claim-lost-1",
+                                           started_at=silent_since,
+                                           last_heartbeat_at=silent_since)
+    first_attempts = dict(StepRun.objects.filter(run=run).values_list("pk", "attempt_id"))
+    del dispatched[:]
+
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(2), context.Queue()
+    connections.close_all()
+    children = [context.Process(target=reconcile_when_released, args=(barrier, results))
+                for _ in range(2)]
+    for child in children:
+        child.start()
+    found = [results.get(timeout=240) for _ in children]
+    for child in children:
+        child.join(timeout=30)
+    assert sum(found) == LOST_STEPS, found  # each lost attempt handled by one of the two
+    steps = list(StepRun.objects.filter(run=run))
+    assert {(s.state, s.attempt) for s in steps} == {("queued", 2)}
+    assert all(s.attempt_id != first_attempts[s.pk] for s in steps)
+    assert sorted(step_run_id for step_run_id, _ in dispatched) == sorted(first_attempts)
+    assert {(s.pk, s.attempt_id) for s in steps} == set(dispatched)
