@@ -1,6 +1,8 @@
 """The worker's reporter: ordered, batched, retried while the server is away, stopped on 409."""
 
 import json
+import socket
+import threading
 import time
 
 import httpx
@@ -122,3 +124,24 @@ def test_a_cancel_in_a_reply_is_passed_to_the_executor():
 @pytest.mark.parametrize("status", [400, 401])
 def test_a_refused_claim_is_not_a_claim(status):
     assert reporter(FakeServer([status])).claim() is False
+
+
+def test_a_server_that_never_answers_cannot_keep_the_final_flush_past_its_deadline():
+    """R8: a hung flush target (it accepts the connection and says nothing) costs the worker
+    at most the deadline plus one request's timeout, then the worker moves on."""
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(100)  # never accepted, never answered
+    job = {**JOB, "server_url": f"http://127.0.0.1:{hung.getsockname()[1]}"}
+    r = StepReporter(job, client=httpx.Client(timeout=0.5))
+    r.log("stdout", "the last line", time.time())
+    flush = threading.Thread(target=r.finish, args=(None, {}), kwargs={"deadline_s": 1.0},
+                             daemon=True)
+    started = time.monotonic()
+    flush.start()
+    flush.join(timeout=20)
+    try:
+        assert not flush.is_alive(), "the final flush hung"
+        assert time.monotonic() - started < 1.0 + 0.5 + 5  # deadline, one timeout, slack
+    finally:
+        hung.close()
