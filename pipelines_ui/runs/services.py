@@ -107,7 +107,28 @@ def _checked(workspace, document: Any, parameters: dict[str, Any] | None
     values, errors = check_run_parameters(spec, parameters or {})
     if errors:
         raise SpecInvalid(errors, "The run parameters are invalid.")
+    errors = _missing_snapshots(workspace, spec, values)
+    if errors:
+        raise SpecInvalid(errors, "A step's source snapshot is not in this workspace.")
     return spec, values
+
+
+def _missing_snapshots(workspace, spec: Spec, values: dict[str, Any]) -> list[SpecError]:
+    """A step may run only code uploaded to its own workspace (POST /api/artifacts/)."""
+    wanted = {node.id: _snapshot_digest(resolve_params(node, values)) for node in spec.nodes}
+    wanted = {node: digest for node, digest in wanted.items() if digest}
+    found = set(Artifact.objects.filter(workspace=workspace, digest__in=wanted.values())
+                .values_list("digest", flat=True)) if wanted else set()
+    return [SpecError(node, "params.source",
+                      f"source snapshot {digest} is not in this workspace; upload the folder "
+                      "first (POST /api/artifacts/ or the SDK)")
+            for node, digest in wanted.items() if digest not in found]
+
+
+def _snapshot_digest(params: dict[str, Any]) -> str | None:
+    """The source snapshot a step's code comes from, when it is not inline."""
+    source = params.get("source")
+    return source if "code" not in params and isinstance(source, str) else None
 
 
 def rerun(run: Run, *, from_failed: bool, user=None, token: ApiToken | None = None) -> Run:
@@ -512,7 +533,7 @@ def build_job(step: StepRun) -> StepJob:
     node = spec.node(step.node)
     component = _frozen(run).components[node.component]
     params = dict(step.params)
-    code = _job_code(component, params)
+    code = _job_code(component, params, run.workspace_id)
     artifacts = {a.digest: a for a in Artifact.objects.filter(
         workspace=run.workspace_id, digest__in=step.inputs.values())}
     job: StepJob = {
@@ -549,12 +570,15 @@ def lost_contact_s() -> float:
     return max(settings.STEP_HEARTBEAT_S * 2, settings.STEP_LOST_AFTER_S * 0.6)
 
 
-def _job_code(component: ComponentDef, params: dict[str, Any]) -> dict[str, Any]:
-    """Inline code travels in the job; a source snapshot travels by reference."""
+def _job_code(component: ComponentDef, params: dict[str, Any],
+              workspace_id: int) -> dict[str, Any]:
+    """Inline code travels in the job; a source snapshot travels by reference (it was checked
+    to be in the run's workspace at submit, and artifacts are never deleted under a run)."""
     if "code" in params:
         return {"inline": {params.get("script", "main.py"): params.pop("code")}}
-    if "source" in params:
-        artifact = Artifact.objects.get(digest=params["source"])
+    digest = _snapshot_digest(params)
+    if digest is not None:
+        artifact = Artifact.objects.get(workspace=workspace_id, digest=digest)
         return {"snapshot": {"digest": artifact.digest, "uri": artifact.uri,
                              "size": artifact.size}}
     return {"inline": dict(component.files)}

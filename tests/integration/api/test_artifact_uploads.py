@@ -6,7 +6,11 @@ import tarfile
 import pytest
 
 from pipelines_ui.accounts.models import Membership
+from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.data.models import Artifact
+from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.models import StepRun
+from pipelines_ui.runs.services import build_job
 from runner.datastore import tree_digest
 
 
@@ -152,3 +156,32 @@ def test_the_schema_documents_the_upload(client_for, viewer):
     assert set(post["requestBody"]["content"]) == {"application/gzip", "application/x-tar",
                                                    "application/octet-stream"}
     assert {"200", "201"} <= set(post["responses"])
+
+
+def snapshot_spec(digest: str, target: str = "local") -> dict:
+    return {"parameters": {}, "edges": [], "nodes": [
+        {"id": "main", "component": "python-script@1", "compute": target,
+         "params": {"source": digest}}]}
+
+
+def test_a_run_uses_only_snapshots_of_its_own_workspace(
+        client_for, owner, outsider, workspace, other_workspace, local_target, source):
+    digest = upload(client_for(owner), tar_of(source)).json()["digest"]
+    assert upload(client_for(outsider), tar_of(source)).status_code == 201  # same folder there
+    mine = Pipeline.objects.create(workspace=workspace, name="mine", spec=snapshot_spec(digest))
+    response = client_for(owner).post(f"/api/pipelines/{mine.pk}/runs/", {}, format="json")
+    assert response.status_code == 201, response.json()
+    step = StepRun.objects.get(run=response.json()["id"])
+    # The job names this workspace's copy (it was a 500: two artifacts matched the digest).
+    assert build_job(step)["code"]["snapshot"]["uri"] == Artifact.objects.get(
+        workspace=workspace, digest=digest).uri
+
+    ComputeTarget.objects.create(workspace=other_workspace, name="theirs")
+    unknown = "sha256:" + "0" * 64
+    theirs = Pipeline.objects.create(workspace=other_workspace, name="theirs",
+                                     spec=snapshot_spec(unknown, "theirs"))
+    response = client_for(outsider).post(f"/api/pipelines/{theirs.pk}/runs/", {}, format="json")
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert (error["node"], error["field"]) == ("main", "params.source")
+    assert "not in this workspace" in error["message"]
