@@ -6,34 +6,17 @@ import pytest
 from django.db import connection
 
 from pipelines_ui.accounts.models import ApiToken
-from pipelines_ui.compute.models import ComputeTarget
-from pipelines_ui.compute.services import issue_worker_key
 from pipelines_ui.runs.services import reconcile_once
 from runner.sdk import Client
-from tests.support import WorkerProcess, unique_target
 
 SDK_SCOPES = ["read", "run", "publish"]
 
 
-@pytest.fixture(scope="module")
-def worker_target():
-    return unique_target()
-
-
-@pytest.fixture(scope="module")
-def worker(worker_target, live_server):
-    """One two-slot worker for a module's tests; each test recreates its target row."""
-    process = WorkerProcess(worker_target, live_server.url, concurrency=2)
-    yield process
-    process.stop()
-
-
 @pytest.fixture
-def target(engine, workspace, worker, worker_target) -> str:
-    compute = ComputeTarget.objects.create(workspace=workspace, name=worker_target,
-                                           max_concurrency=2)
-    issue_worker_key(compute)
-    return worker_target
+def target(target) -> str:
+    """The name of a compute target with a live two-slot worker (tests/integration/conftest.py),
+    as SDK code names it."""
+    return target.name
 
 
 @pytest.fixture
