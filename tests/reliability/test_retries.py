@@ -1,6 +1,10 @@
-"""R1, R11: a step whose process dies is reported truthfully and retried only per policy."""
+"""R1, R11: a step whose process (or its pool child) dies is reported truthfully and retried
+only per policy, and leaves nothing in the broker to deliver again."""
+
+import json
 
 import pytest
+import redis
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
@@ -63,9 +67,46 @@ def test_a_killed_step_without_retries_fails_the_run(target, workspace, owner):
         "failed", "failed", 1, "killed by signal 9")
 
 
-def test_a_poison_step_makes_exactly_its_budget_of_attempts(target, workspace, owner):
+def test_a_poison_step_makes_exactly_its_budget_of_attempts(target, workspace, owner,
+                                                           settings):
     run = run_to_end(workspace, owner, target, ALWAYS_KILLS_ITSELF, retries=2)
     step = run.steps.get()
     assert (run.status, step.state, step.attempt) == ("failed", "failed", 3)
     assert [a["attempt"] for a in step.attempts] == [1, 2]
     assert all(a["error"] == "killed by signal 9" for a in step.attempts)
+    wait_for_an_empty_queue(workspace, target, settings)
+
+
+KILLS_ITS_POOL_CHILD = """
+    import os, signal
+    print('killing the pool child', os.getppid(), flush=True)
+    os.kill(os.getppid(), signal.SIGKILL)
+    """
+
+
+def test_a_step_that_always_kills_its_pool_child_makes_exactly_its_budget_of_attempts(
+        target, workspace, owner, settings):
+    settings.STEP_LOST_AFTER_S = 3  # the attempt is found lost from its missing heartbeats
+    run = run_to_end(workspace, owner, target, KILLS_ITS_POOL_CHILD, retries=2)
+    step = run.steps.get()
+    assert (run.status, step.state, step.attempt) == ("failed", "failed", 3)
+    assert [a["attempt"] for a in step.attempts] == [1, 2]
+    assert all(a["error"].startswith("worker lost") for a in step.attempts)
+    assert step.error.startswith("worker lost")
+    wait_for_an_empty_queue(workspace, target, settings)
+
+
+def wait_for_an_empty_queue(workspace, target: str, settings) -> None:
+    """R11: nothing of the target's is left in the broker to deliver again (Redis only)."""
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        return
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    queue = ComputeTarget.objects.get(workspace=workspace, name=target).queue
+
+    def drained() -> bool:
+        # Celery acks a task whose pool child died after worker_lost_wait (10 s), later than
+        # the server gives up on it; once acked, nothing is left to redeliver.
+        unacked = [json.loads(raw)[2] for raw in broker.hvals("unacked")]
+        return broker.llen(queue) == 0 and queue not in unacked
+
+    wait_until(drained, timeout=30, interval=0.5)
