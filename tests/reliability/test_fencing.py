@@ -1,4 +1,7 @@
-"""R3, R12: a stale attempt stops its process; cancel and timeout always reach a final state."""
+"""R3, R12: a stale attempt stops its process; cancel and timeout end the whole process group
+and always reach a final state."""
+
+import os
 
 import psutil
 import pytest
@@ -74,3 +77,58 @@ def test_cancel_of_a_run_whose_worker_is_dead_ends_canceled(worker_target, works
 
     wait_until(canceled, timeout=20, interval=0.5, tick=reconcile_once)
     assert run.steps.get().state == "canceled"
+
+
+SPAWNS_A_GRANDCHILD = """
+    import os, subprocess, time
+    child = subprocess.Popen(['sleep', '1000'])
+    print('group', os.getpgid(0), 'grandchild', child.pid, flush=True)
+    time.sleep(1000)
+    """
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return members
+
+
+def start_group(workspace, owner, target, **options) -> tuple[Run, int]:
+    spec = {"parameters": {}, "edges": [], "nodes": [
+        script("tree", SPAWNS_A_GRANDCHILD, target=target, allow_reuse=False, **options)]}
+    pipeline = Pipeline.objects.create(workspace=workspace, name=unique_target(), spec=spec)
+    run = submit_run(pipeline, user=owner)
+    line = wait_until(lambda: LogLine.objects.filter(step_run=run.steps.get(),
+                                                     text__startswith="group").first())
+    pgid = int(line.text.split()[1])
+    assert len(group_members(pgid)) == 2  # the step and its grandchild
+    return run, pgid
+
+
+def ended(run: Run) -> bool:
+    run.refresh_from_db()
+    return run.is_finished
+
+
+def test_cancel_ends_every_process_of_the_steps_group_within_10_s(worker_target, workspace,
+                                                                  owner):
+    target, _ = worker_target
+    run, pgid = start_group(workspace, owner, target)
+    cancel_run(run.pk)
+    wait_until(lambda: ended(run), timeout=10)
+    assert (run.status, run.steps.get().state) == ("canceled", "canceled")
+    assert group_members(pgid) == []
+
+
+def test_a_timeout_ends_every_process_of_the_steps_group(worker_target, workspace, owner):
+    target, _ = worker_target
+    run, pgid = start_group(workspace, owner, target, timeout_s=2)
+    wait_until(lambda: ended(run), timeout=20)
+    step = run.steps.get()
+    assert (run.status, step.state, step.error) == ("failed", "failed", "timed out after 2 s")
+    assert group_members(pgid) == []
