@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import PermissionDenied
 
@@ -75,3 +76,16 @@ class WorkerCredentialAuthentication(BaseAuthentication):
             raise PermissionDenied("A worker's credential (StepToken or WorkerKey) only reports "
                                    "to /api/worker/; it cannot use this route.")
         return None
+
+
+class WorkerCredentialScheme(OpenApiAuthenticationExtension):
+    """Not a way in, so the schema lists no security scheme for it."""
+
+    target_class = WorkerCredentialAuthentication
+    name: list[str] = []
+
+    def get_security_requirement(self, auto_schema):
+        return None
+
+    def get_security_definition(self, auto_schema):
+        return []
