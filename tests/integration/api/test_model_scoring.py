@@ -1,8 +1,10 @@
 """POST /api/models/{name}/versions/{v}/score: rows in, one prediction per row out."""
 
 import json
+import os
 
 import joblib
+import psutil
 import pytest
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import LinearRegression
@@ -104,23 +106,51 @@ def test_another_workspaces_model_is_a_404(client_for, outsider, deployed):
     assert response.status_code == 404
 
 
-def test_a_model_is_loaded_once_per_process(client_for, owner, deployed, monkeypatch):
-    scoring._cache.clear()
-    loads = []
-    real_load = scoring._load
-    monkeypatch.setattr(scoring, "_load", lambda artifact: loads.append(1) or
-                        real_load(artifact))
+@pytest.fixture
+def fresh_processes():
+    scoring.stop_all()
+    yield
+    scoring.stop_all()
+
+
+def test_a_model_predicts_in_one_process_of_its_own_without_the_servers_secrets(
+        client_for, owner, deployed, fresh_processes, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://app:db-password@db/app")
     client = client_for(owner)
     for _ in range(3):
         assert client.post(URL, {"rows": [[0] * 10]}, format="json").status_code == 200
-    assert len(loads) == 1 and deployed.artifact.digest in scoring._cache
+    (model,) = scoring._cache.values()
+    process = psutil.Process(model.process.pid)
+    assert process.pid != os.getpid() and "runner.scoring" in process.cmdline()
+    seen = process.environ()
+    assert not {"DATABASE_URL", "SECRET_KEY", "CELERY_BROKER_URL", "REDIS_URL"} & set(seen)
+    assert "db-password" not in json.dumps(seen)
+
+
+def test_a_model_that_cannot_be_loaded_is_a_409_and_leaves_no_process(
+        client_for, owner, tmp_path, workspace, fresh_processes):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "model.joblib").write_bytes(b"not a pickle")
+    (folder / "settings.json").write_text(json.dumps({"feature_columns": FEATURES}))
+    ref = Datastore(f"file://{tmp_path / 'store'}").publish(folder)
+    artifact = Artifact.objects.create(workspace=workspace, digest=ref["digest"], uri=ref["uri"],
+                                       size=ref["size"])
+    deploy_version(register_model_version(workspace.pk, "diabetes", artifact=artifact))
+    children = {p.pid for p in psutil.Process().children()}
+    response = client_for(owner).post(URL, {"rows": [[0] * 10]}, format="json")
+    assert response.status_code == 409
+    assert "the model cannot be loaded" in response.json()["detail"]
+    assert not scoring._cache
+    assert {p.pid for p in psutil.Process().children() if p.is_running()
+            and p.status() != psutil.STATUS_ZOMBIE} <= children
 
 
 def test_a_model_gone_from_its_datastore_is_a_409(client_for, owner, tmp_path, workspace):
     artifact = Artifact.objects.create(workspace=workspace, digest="sha256:" + "12" * 32,
                                        uri=f"file://{tmp_path}/store/artifacts/{'12' * 32}")
     deploy_version(register_model_version(workspace.pk, "diabetes", artifact=artifact))
-    scoring._cache.clear()
+    scoring.stop_all()
     response = client_for(owner).post(URL, {"rows": [[0] * 10]}, format="json")
     assert response.status_code == 409
     assert "is no longer in its datastore" in response.json()["detail"]
