@@ -43,16 +43,13 @@ from pipelines_ui.compute.services import record_worker_heartbeat, target_for_wo
 from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
 from pipelines_ui.runs.services import (
     AttemptStale,
+    StepTokenExpired,
     StepTokenInvalid,
     cancel_run,
     ingest_report,
     rerun,
 )
-from pipelines_ui.runs.worker_auth import (
-    StepTokenExpired,
-    StepTokenForeign,
-    check_report_credential,
-)
+from pipelines_ui.runs.worker_auth import StepTokenForeign, check_report_credential
 from runner.messages import MessageError, parse_worker_heartbeat
 
 MAX_LOG_PAGE = 5000

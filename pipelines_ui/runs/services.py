@@ -45,6 +45,10 @@ class StepTokenInvalid(Exception):
     """The report's token is not the one issued for that step attempt (401)."""
 
 
+class StepTokenExpired(Exception):
+    """The token's attempt succeeded: the token is spent (401, RELIABILITY S5)."""
+
+
 class AttemptStale(Exception):
     """The report is about an attempt that is no longer current (409: the worker stops)."""
 
@@ -604,6 +608,10 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
     if step is None or step.attempt_id != attempt_id:
         raise AttemptStale("this attempt is no longer current")
     ends = any(event["type"] in ("finished", "failed") for event in report["events"])
+    if step.state == "succeeded" and not all(
+            event["type"] in ("finished", "failed") for event in report["events"]):
+        # Only a replay of the final event, answered as a duplicate, gets past a spent token.
+        raise StepTokenExpired("this step attempt has finished; its token has expired")
     if step.is_terminal and not ends:
         # The server ended this attempt (lost, canceled): the worker must stop its step (R3).
         # A replayed final report still goes through, to be answered as a duplicate.

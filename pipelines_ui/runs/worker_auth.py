@@ -5,10 +5,10 @@ The StepJob carries a token that is an HMAC of the server's key over (step run, 
 
 - a genuine token of one step attempt, posted for another step run: 403, it is not a bad
   credential but one used where it has no business;
-- a token whose attempt succeeded: spent, so 401, except for a replay of the final event
-  itself (a worker whose reply was lost sends it again and is answered as a duplicate);
-- an attempt the server ended (lost, canceled) stays a 409 in `services.ingest_report`, since
-  a worker that still runs it must hear "stop" (R3).
+- in `services.ingest_report`: a token whose attempt succeeded is spent, so 401
+  (`StepTokenExpired`), except for a replay of the final event itself (a worker whose reply
+  was lost sends it again and is answered as a duplicate); an attempt the server ended (lost,
+  canceled) answers 409, since a worker that still runs it must hear "stop" (R3).
 
 And on every other API route, a step token or a worker key is refused with 403: it
 authenticates no user and reads nothing.
@@ -27,43 +27,28 @@ from pipelines_ui.runs.models import StepRun
 from pipelines_ui.runs.services import step_token
 
 WORKER_SCHEMES = (b"steptoken", b"workerkey")
-FINAL_EVENTS = ("finished", "failed")
 
 
 class StepTokenForeign(Exception):
     """A real step token, sent for a step run it was not issued for (403)."""
 
 
-class StepTokenExpired(Exception):
-    """The token's attempt has finished; the token is spent (401)."""
-
-
 def check_report_credential(step_run_id: int, token: str, body: Any) -> None:
-    """Refuse a token used for another step run or after its attempt finished.
+    """Refuse (403) a genuine token of another step run. Costs nothing for a right token.
 
-    Everything else (a malformed body, a token that is simply wrong, a stale attempt) is left
-    to `services.ingest_report`, which answers it.
+    Everything else (a malformed body, a token that is simply wrong, a spent token, a stale
+    attempt) is left to `services.ingest_report`, which answers it.
     """
     attempt_id = body.get("attempt_id") if isinstance(body, dict) else None
     if not isinstance(attempt_id, str) or not attempt_id:
         return
-    if not hmac.compare_digest(token, step_token(step_run_id, attempt_id)):
-        owner = (StepRun.objects.filter(attempt_id=attempt_id).exclude(pk=step_run_id)
-                 .values_list("pk", flat=True).first())
-        if owner is not None and hmac.compare_digest(token, step_token(owner, attempt_id)):
-            raise StepTokenForeign(f"this token belongs to step run {owner}; it cannot report "
-                                   f"for step run {step_run_id}")
+    if hmac.compare_digest(token, step_token(step_run_id, attempt_id)):
         return
-    state = (StepRun.objects.filter(pk=step_run_id, attempt_id=attempt_id)
-             .values_list("state", flat=True).first())
-    if state == "succeeded" and not _only_final_events(body):
-        raise StepTokenExpired("this step attempt has finished; its token has expired")
-
-
-def _only_final_events(body: dict[str, Any]) -> bool:
-    events = body.get("events")
-    return (isinstance(events, list) and bool(events)
-            and all(isinstance(e, dict) and e.get("type") in FINAL_EVENTS for e in events))
+    owner = (StepRun.objects.filter(attempt_id=attempt_id).exclude(pk=step_run_id)
+             .values_list("pk", flat=True).first())
+    if owner is not None and hmac.compare_digest(token, step_token(owner, attempt_id)):
+        raise StepTokenForeign(f"this token belongs to step run {owner}; it cannot report for "
+                               f"step run {step_run_id}")
 
 
 class WorkerCredentialAuthentication(BaseAuthentication):
