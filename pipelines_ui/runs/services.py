@@ -209,7 +209,7 @@ def cancel_run(run_id: int) -> Run:
     """Cancel what has not finished: pending and queued steps at once, running ones via
     their worker (told in the reply to its next report), or by the reconciler after a timeout."""
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run_id)
+        run = _locked_run(run_id)
         if not run.is_finished and not run.canceling:
             run.canceling = True
             run.save(update_fields=["canceling"])
@@ -253,7 +253,7 @@ def _iso(moment: datetime | None) -> str | None:
 def advance_run(run_id: int) -> None:
     """Apply every transition that is due for the run (idempotent)."""
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run_id)
+        run = _locked_run(run_id)
         _advance(run)
 
 
@@ -514,7 +514,7 @@ def dispatch(step_run_id: int, attempt_id: str) -> bool:
     attempt is no longer queued or the broker is unreachable: the reconciler sends it later."""
     from pipelines_ui.celery import app
 
-    step = (StepRun.objects.select_related("run__workspace", "compute_target")
+    step = (StepRun.objects.select_related("run", "compute_target").defer("run__spec")
             .filter(pk=step_run_id, attempt_id=attempt_id, state="queued").first())
     if step is None:
         return False
@@ -664,11 +664,17 @@ def _store_points(step: StepRun, event: dict[str, Any]) -> None:
                             "first": first, "points": event["points"]})
 
 
+def _locked_run(run_id: int) -> Run:
+    """The run row, locked; without its spec, which `run_spec` parses once per process (a
+    spec of hundreds of nodes would otherwise be decoded on every event)."""
+    return Run.objects.select_for_update().defer("spec").get(pk=run_id)
+
+
 def _lock_step(step_run_id: int, run_id: int | None = None) -> tuple[Run, StepRun]:
     """Lock the step's run row, then the step row: always in that order (R10)."""
     if run_id is None:
         run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
-    run = Run.objects.select_for_update().get(pk=run_id)
+    run = _locked_run(run_id)
     return run, StepRun.objects.select_for_update().get(pk=step_run_id)
 
 
