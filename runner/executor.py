@@ -100,11 +100,14 @@ def _ignore(pid: int) -> None:
 
 def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
             should_stop: Callable[[], str | None] = _never,
-            on_start: Callable[[int], None] = _ignore) -> StepResult:
+            on_start: Callable[[int], None] = _ignore,
+            dispose: Callable[[Path], None] | None = None) -> StepResult:
     """Run one step to its end and return how it ended; never raises for the step's faults.
 
     `should_stop` is polled about every POLL_S seconds: "lost_contact" stops the step with that
     reason, any other non-None value cancels it. `on_start` receives the step's pid.
+    The working directory is removed before returning, or handed to `dispose` to remove
+    later (the worker does so once it has reported the end: it is not on the step's path).
     """
     mask = Masker((job.get("secrets") or {}).values())
     stream = _StreamSink(sink, mask)
@@ -122,7 +125,7 @@ def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
     finally:
         stream.close()
         if workdir is not None and os.environ.get(KEEP_WORKDIR_VAR) != "1":
-            _remove_workdir(workdir)
+            (dispose or remove_workdir)(workdir)
 
 
 # --- Preparing the working directory -----------------------------------------------------
@@ -149,7 +152,7 @@ def _make_workdir(root: Path, job: StepJob) -> Path:
     raise SetupError(f"could not create a working directory under {parent}")
 
 
-def _remove_workdir(workdir: Path) -> None:
+def remove_workdir(workdir: Path) -> None:
     try:
         remove_tree(workdir)
         workdir.parent.rmdir()  # the run's folder, once its last step is gone

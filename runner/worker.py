@@ -25,7 +25,7 @@ from celery.worker import state as worker_state
 from runner import secrets
 from runner.broker import var_dir
 from runner.celery_app import app
-from runner.executor import StepResult, execute
+from runner.executor import StepResult, execute, remove_workdir
 from runner.messages import MessageError, StepJob, parse_step_job
 from runner.reporter import StepReporter, worker_name
 
@@ -57,9 +57,13 @@ def run_job(job: StepJob, reporter: StepReporter | None = None) -> str:
     if not reporter.claim():
         return "not claimed"  # another delivery has it, or the attempt is over (R3)
     claimed = time.perf_counter()
-    result = execute(job, reporter, workdir_root=work_root(), should_stop=reporter.should_stop)
+    leftovers: list[Path] = []
+    result = execute(job, reporter, workdir_root=work_root(), should_stop=reporter.should_stop,
+                     dispose=leftovers.append)
     executed = time.perf_counter()
     reporter.finish(_failure(result), result.outputs)
+    for workdir in leftovers:  # after the report, so the next step need not wait for it
+        remove_workdir(workdir)
     log.info("step run %s attempt %s %s: claim %.0f ms, run %.0f ms, report %.0f ms",
              job["step_run_id"], job["attempt"], result.status, (claimed - started) * 1000,
              (executed - claimed) * 1000, (time.perf_counter() - executed) * 1000)

@@ -15,7 +15,7 @@ import pytest
 
 from runner import executor
 from runner.datastore import Datastore
-from runner.executor import StepResult, execute
+from runner.executor import StepResult, execute, remove_workdir
 from runner.messages import MAX_LOG_LINE_CHARS, StepJob, parse_step_job
 
 
@@ -213,6 +213,15 @@ def test_the_working_directory_can_be_kept(tmp_path: Path,
     assert workdir.parent == tmp_path / "work" / "run-1"
     assert workdir.name.startswith("train-a1-")
     assert (workdir / "params.json").exists() and (workdir / "code" / "main.py").exists()
+
+
+def test_the_working_directory_can_be_left_to_the_caller_to_remove(tmp_path: Path) -> None:
+    left: list[Path] = []
+    result, _ = run(tmp_path, make_job(tmp_path, "print('hi')"), dispose=left.append)
+    (workdir,) = left
+    assert result.status == "succeeded" and (workdir / "code" / "main.py").exists()
+    remove_workdir(workdir)
+    assert not (tmp_path / "work" / "run-1").exists()
 
 
 def test_script_and_arguments_come_from_params(tmp_path: Path) -> None:
