@@ -30,7 +30,7 @@ from pipelines_ui.pipelines.services import SpecInvalid, check_spec, component_r
 from pipelines_ui.registry.services import record_step_success, registry_inputs, start_problem
 from pipelines_ui.runs.broadcast import broadcast
 from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
-from pipelines_ui.secrets.services import declared_values
+from pipelines_ui.secrets.services import declared_values, defined_names
 from runner import transitions
 from runner.components import ComponentDef
 from runner.fingerprint import explain_changes, fingerprint, fingerprint_parts
@@ -111,10 +111,19 @@ def _checked(workspace, document: Any, parameters: dict[str, Any] | None
     values, errors = check_run_parameters(spec, parameters or {})
     if errors:
         raise SpecInvalid(errors, "The run parameters are invalid.")
-    errors = _missing_snapshots(workspace, spec, values)
+    errors = _missing_snapshots(workspace, spec, values) + _undefined_secrets(workspace, spec)
     if errors:
-        raise SpecInvalid(errors, "A step's source snapshot is not in this workspace.")
+        raise SpecInvalid(errors, "A step needs something this workspace does not hold.")
     return spec, values
+
+
+def _undefined_secrets(workspace, spec: Spec) -> list[SpecError]:
+    """A declared secret the workspace lacks would leave the step without it, silently."""
+    declared = sorted({(node.id, name) for node in spec.nodes for name in node.secrets})
+    defined = defined_names(workspace.pk, {n for _, n in declared})
+    return [SpecError(node, "secrets", f"secret {name!r} is not defined in this workspace; "
+                      "add it first (Secrets, or POST /api/secrets/)")
+            for node, name in declared if name not in defined]
 
 
 def _missing_snapshots(workspace, spec: Spec, values: dict[str, Any]) -> list[SpecError]:

@@ -18,3 +18,12 @@ def declared_values(workspace_id: int, names: Iterable[str]) -> dict[str, str]:
     return dict(Secret.objects.filter(workspace_id=workspace_id, name__in=wanted)
                 .values_list("name", "value"))
 
+
+
+def defined_names(workspace_id: int, names: Iterable[str]) -> set[str]:
+    """Those of `names` that the workspace defines."""
+    wanted = set(names)
+    if not wanted:
+        return set()
+    return set(Secret.objects.filter(workspace_id=workspace_id, name__in=wanted)
+               .values_list("name", flat=True))

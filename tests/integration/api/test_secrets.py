@@ -51,3 +51,20 @@ def test_another_workspace_sees_nothing(client_for, outsider, secret):
     assert client.get("/api/secrets/").json()["results"] == []
     assert client.get(f"/api/secrets/{secret.pk}/").status_code == 404
     assert client.delete(f"/api/secrets/{secret.pk}/").status_code == 404
+
+
+def test_a_run_that_declares_an_undefined_secret_is_refused_naming_the_node(
+        client_for, owner, workspace, local_target):
+    from pipelines_ui.pipelines.models import Pipeline
+
+    Secret.objects.create(workspace=workspace, name="API_KEY", value="s3cr3t-value")
+    node = {"id": "call", "component": "python-script@1", "compute": "local",
+            "params": {"code": "pass"}, "secrets": ["API_KEY", "API_KEYY"]}
+    pipeline = Pipeline.objects.create(workspace=workspace, name="typo", spec={
+        "parameters": {}, "edges": [], "nodes": [node]})
+    response = client_for(owner).post(f"/api/pipelines/{pipeline.pk}/runs/", {}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{
+        "node": "call", "field": "secrets",
+        "message": "secret 'API_KEYY' is not defined in this workspace; add it first "
+                   "(Secrets, or POST /api/secrets/)"}]
