@@ -10,6 +10,7 @@ urlpatterns = [
     path("pipelines/", include("pipelines_ui.pipelines.urls")),
     path("runs/", include("pipelines_ui.runs.urls")),
     path("compute/", include("pipelines_ui.compute.urls")),
+    path("models/", include("pipelines_ui.registry.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("pipelines_ui.api_urls")),
 ]
