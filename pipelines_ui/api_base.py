@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import Http404
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -192,6 +193,21 @@ def parse_id(name: str, raw: str) -> int:
     if not _WHOLE.fullmatch(raw) or int(raw) > MAX_ID:
         raise ValidationError({name: ["Must be a whole number (at most 19 digits)."]})
     return int(raw)
+
+
+def one_named(request, found: QuerySet, what: str):
+    """The one object of `found` (the caller's, filtered by name) in ?workspace= if given:
+    404 when none, 400 when several of the caller's workspaces hold one of that name."""
+    workspace = request.query_params.get("workspace")
+    if workspace:
+        found = found.filter(workspace_id=parse_id("workspace", workspace))
+    matches = list(found[:2])
+    if not matches:
+        raise Http404
+    if len(matches) > 1:
+        raise ValidationError({"workspace": [f"Several of your workspaces have {what} of this "
+                                             "name; add ?workspace=<id>."]})
+    return matches[0]
 
 
 def _non_negative(request, name: str, minimum: int = 0) -> int | None:

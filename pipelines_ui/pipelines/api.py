@@ -26,6 +26,7 @@ from pipelines_ui.api_base import (
     StrictModelSerializer,
     StrictSerializer,
     check_unique_name,
+    one_named,
     parse_id,
     require_role,
     token_of,
@@ -521,18 +522,10 @@ class EndpointViewSet(viewsets.ModelViewSet):
                 .select_related("pipeline", "default_version").order_by("name", "id"))
 
     def get_object(self) -> Endpoint:
-        found = self.get_queryset().filter(name=self.kwargs["name"])
-        workspace = self.request.query_params.get("workspace")
-        if workspace:
-            found = found.filter(workspace_id=parse_id("workspace", workspace))
-        matches = list(found[:2])
-        if not matches:
-            raise Http404
-        if len(matches) > 1:
-            raise ValidationError({"workspace": ["Several of your workspaces have an endpoint "
-                                                 "of this name; add ?workspace=<id>."]})
-        self.check_object_permissions(self.request, matches[0])
-        return matches[0]
+        endpoint = one_named(self.request, self.get_queryset().filter(name=self.kwargs["name"]),
+                             "an endpoint")
+        self.check_object_permissions(self.request, endpoint)
+        return endpoint
 
     def create(self, request, *args, **kwargs):
         body = NewEndpointSerializer(data=request.data, context=self.get_serializer_context())

@@ -20,7 +20,7 @@ from pipelines_ui.api_base import (
     StrictModelSerializer,
     StrictSerializer,
     check_unique_name,
-    parse_id,
+    one_named,
     workspace_for_write,
     workspaces,
 )
@@ -91,17 +91,8 @@ class ScoreResponseSerializer(serializers.Serializer):
 
 def model_named(request, name: str) -> RegisteredModel:
     """The caller's model of this name (404 when none; 400 when two workspaces hold one)."""
-    found = RegisteredModel.objects.filter(workspace__in=workspaces(request), name=name)
-    workspace = request.query_params.get("workspace")
-    if workspace:
-        found = found.filter(workspace_id=parse_id("workspace", workspace))
-    matches = list(found[:2])
-    if not matches:
-        raise Http404
-    if len(matches) > 1:
-        raise ValidationError({"workspace": ["Several of your workspaces have a model of this "
-                                             "name; add ?workspace=<id>."]})
-    return matches[0]
+    return one_named(request, RegisteredModel.objects.filter(
+        workspace__in=workspaces(request), name=name), "a model")
 
 
 def version_of(model: RegisteredModel, number: str | int) -> ModelVersion:
