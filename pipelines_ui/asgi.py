@@ -1,21 +1,30 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (checked origin, session)."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels (checked origin, session).
+
+HTTP goes through Django's WSGI handler on a fixed pool of threads (a2wsgi), not through its
+ASGI handler. Our views are all synchronous; the ASGI handler would start a thread of its own
+for every request and hop between the event loop and threads around each middleware (about
+ten hops a request), and each request would open a new database connection. On the pool a
+request is one hop, and each thread keeps its connection (CONN_MAX_AGE).
+"""
 
 import os
 
-from django.core.asgi import get_asgi_application
+from a2wsgi import WSGIMiddleware
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pipelines_ui.settings")
-django_asgi_app = get_asgi_application()
+django_wsgi_app = get_wsgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from pipelines_ui.runs.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": WSGIMiddleware(django_wsgi_app, workers=settings.HTTP_THREADS),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -124,6 +124,7 @@ else:
                 "timeout": 20,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
+            "CONN_MAX_AGE": 60,  # one connection per server thread, not one per request
             "TEST": {"NAME": VAR_DIR / "test.sqlite3"},
         }
     }
@@ -158,6 +159,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+
+# HTTP requests run on this many threads of the ASGI server (asgi.py); each keeps a database
+# connection, so a PostgreSQL server must allow this many per server process.
+HTTP_THREADS = envint("PIPELINES_HTTP_THREADS", 16)
 
 # Request bodies: specs are limited separately (PIPELINES_MAX_SPEC_BYTES); this is the outer cap.
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
