@@ -14,7 +14,12 @@ Working directory layout:
         outputs/<port> an empty folder per output, published after success
         params.json    the resolved parameters
         tmp/           TMPDIR
-        .pipelines/lib the step-side `runner` package (context.py alone) for PYTHONPATH
+        .pipelines/lib the step-side `runner` package (context.py alone) for PYTHONPATH,
+                       and step_gate.py as sitecustomize
+
+The attempt is claimed (the `claim` callback) before any step code runs. A Python step is
+started first and waits at a gate (runner.step_gate) while the claim is in flight, since the
+interpreter's start-up is most of a short step's cost; any other command starts after it.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal, Protocol
 
-from runner import context
+from runner import context, step_gate
 from runner.datastore import Datastore, DatastoreError, remove_tree
 from runner.messages import MAX_LOG_LINE_CHARS, ArtifactRef, StepJob
 
@@ -94,38 +99,64 @@ def _never() -> str | None:
     return None
 
 
+def _granted() -> bool:
+    return True
+
+
 def _ignore(pid: int) -> None:
     return None
 
 
 def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
+            claim: Callable[[], bool] = _granted,
             should_stop: Callable[[], str | None] = _never,
             on_start: Callable[[int], None] = _ignore,
-            dispose: Callable[[Path], None] | None = None) -> StepResult:
+            dispose: Callable[[Path], None] | None = None) -> StepResult | None:
     """Run one step to its end and return how it ended; never raises for the step's faults.
 
-    `should_stop` is polled about every POLL_S seconds: "lost_contact" stops the step with that
-    reason, any other non-None value cancels it. `on_start` receives the step's pid.
-    The working directory is removed before returning, or handed to `dispose` to remove
-    later (the worker does so once it has reported the end: it is not on the step's path).
+    `claim` is called once, before any step code runs; when it answers False the step does
+    not run and None is returned. A step that could not be prepared is claimed too, so that
+    its failure is reported. `should_stop` is polled about every POLL_S seconds:
+    "lost_contact" stops the step with that reason, any other non-None value cancels it.
+    `on_start` receives the step's pid. The working directory is removed before returning,
+    or handed to `dispose` to remove later (the worker does so once it has reported the end:
+    it is not on the step's path).
     """
     mask = Masker((job.get("secrets") or {}).values())
     stream = _StreamSink(sink, mask)
+    claim_once = _Claim(claim)
     workdir: Path | None = None
     try:
         workdir = _make_workdir(Path(workdir_root).absolute(), job)
         prepared = _prepare(job, workdir)
-        return _run(job, prepared, stream, should_stop, on_start)
+        return _run(job, prepared, stream, claim_once, should_stop, on_start)
     except SetupError as exc:
+        if not claim_once():
+            return None
         stream.system(f"could not run the step: {exc}")
         return _failed("error", mask(str(exc)))
     except Exception as exc:  # a bug here must still end in a final state
         logger.exception("executor failed on step %s/%s", job.get("run_id"), job.get("node"))
+        if not claim_once():
+            return None
         return _failed("error", mask(f"{type(exc).__name__}: {exc}"))
     finally:
         stream.close()
         if workdir is not None and os.environ.get(KEEP_WORKDIR_VAR) != "1":
             (dispose or remove_workdir)(workdir)
+
+
+class _Claim:
+    """Calls the claim callback at most once and remembers its answer."""
+
+    def __init__(self, claim: Callable[[], bool]) -> None:
+        self._claim = claim
+        self.answer: bool | None = None
+
+    def __call__(self) -> bool:
+        if self.answer is None:
+            self.answer = bool(self._claim())
+        return self.answer
 
 
 # --- Preparing the working directory -----------------------------------------------------
@@ -138,6 +169,7 @@ class _Prepared:
     env: dict[str, str]
     outputs: dict[str, Path]
     store: Datastore
+    gated: bool  # a Python step that imports step_gate before its script
 
 
 def _make_workdir(root: Path, job: StepJob) -> Path:
@@ -181,7 +213,8 @@ def _prepare(job: StepJob, workdir: Path) -> _Prepared:
     paths = {"inputs": inputs, "outputs": outputs, "params": params_file,
              "lib": _install_context(workdir / ".pipelines" / "lib")}
     env = _environment(job, workdir, argv[0], paths)
-    return _Prepared(argv=argv, cwd=code_dir, env=env, outputs=outputs, store=store)
+    return _Prepared(argv=argv, cwd=code_dir, env=env, outputs=outputs, store=store,
+                     gated=_imports_sitecustomize(job["command"]))
 
 
 def _check_ports(ports: Iterable[str]) -> None:
@@ -241,7 +274,8 @@ def _materialize_inputs(refs: dict[str, ArtifactRef], folder: Path) -> dict[str,
 
 
 def _install_context(lib: Path) -> Path:
-    """Give the step `from runner import context` and nothing else of the worker's packages.
+    """Give the step `from runner import context` and nothing else of the worker's packages,
+    and the gate as sitecustomize.
 
     Putting the folder above the installed `runner` on PYTHONPATH would also hand the step the
     worker's whole site-packages (or the Django project), which can shadow its own libraries.
@@ -250,7 +284,26 @@ def _install_context(lib: Path) -> Path:
     package.mkdir(parents=True)
     (package / "__init__.py").write_text('"""The step side of runner."""\n', encoding="utf-8")
     shutil.copyfile(context.__file__, package / "context.py")
+    shutil.copyfile(step_gate.__file__, lib / "sitecustomize.py")
     return lib
+
+
+# Options that make Python skip sitecustomize on PYTHONPATH: isolated, no PYTHON* vars, no site.
+_SKIPS_SITECUSTOMIZE = re.compile(r"-[A-Za-z]*[IES][A-Za-z]*")
+
+
+def _imports_sitecustomize(command: list[str]) -> bool:
+    """Whether the command is our Python run in a way that imports sitecustomize from
+    PYTHONPATH: only then can the step wait at the gate. The interpreter's options come
+    before the script (or -c, -m)."""
+    if not command or command[0] != "{python}":
+        return False
+    for part in command[1:]:
+        if not part.startswith("-") or part in ("-c", "-m"):
+            return True
+        if _SKIPS_SITECUSTOMIZE.fullmatch(part):
+            return False
+    return True
 
 
 def _command(job: StepJob) -> list[str]:
@@ -293,36 +346,66 @@ def _environment(job: StepJob, workdir: Path, program: str,
 # --- Running ------------------------------------------------------------------------------
 
 
-def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink,
-         should_stop: Callable[[], str | None], on_start: Callable[[int], None]) -> StepResult:
+def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink, claim: _Claim,
+         should_stop: Callable[[], str | None], on_start: Callable[[int], None]
+         ) -> StepResult | None:
+    if not prepared.gated and not claim():
+        return None
     read_fd, write_fd = os.pipe()
+    gate_read, gate = os.pipe() if prepared.gated else (None, None)
     try:
-        proc = _start(prepared, write_fd)
+        proc = _start(prepared, write_fd, gate_read)
     except BaseException:
-        os.close(read_fd)
+        _close(read_fd, gate)
         raise
     finally:
-        os.close(write_fd)  # the step holds its own copy; EOF comes when it (and its kin) exit
+        # The step holds its own copies; EOF comes when it (and its kin) exit.
+        _close(write_fd, gate_read)
     readers = _start_readers(proc, read_fd, stream)
     try:
+        if gate is not None:
+            claimed = claim()
+            if claimed:
+                _open_gate(gate)
+            _close(gate)
+            gate = None
+            if not claimed:
+                return None
         on_start(proc.pid)
         stop_reason = _supervise(proc, job["timeout_s"], should_stop, stream)
     finally:
         # Whatever happened, no process of the step's group outlives it.
+        _close(gate)
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
         _join_readers(readers, stream)
     return _result(job, prepared, proc.returncode, stop_reason, stream)
 
 
-def _start(prepared: _Prepared, metrics_fd: int) -> subprocess.Popen[bytes]:
+def _open_gate(gate: int) -> None:
+    try:
+        os.write(gate, step_gate.OPEN)
+    except BrokenPipeError:
+        pass  # The interpreter died while starting; _supervise sees it exit.
+
+
+def _close(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
+
+
+def _start(prepared: _Prepared, metrics_fd: int,
+           gate_fd: int | None) -> subprocess.Popen[bytes]:
     env = {**prepared.env, context.METRICS_FD_VAR: str(metrics_fd),
            context.METRICS_INODE_VAR: str(os.fstat(metrics_fd).st_ino)}
+    if gate_fd is not None:
+        env[step_gate.GATE_VAR] = step_gate.gate_value(gate_fd)
     try:
         return subprocess.Popen(
             prepared.argv, cwd=prepared.cwd, env=env, start_new_session=True,
-            pass_fds=(metrics_fd,), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            pass_fds=tuple(fd for fd in (metrics_fd, gate_fd) if fd is not None),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
     except FileNotFoundError as exc:
         raise SetupError(f"command not found: {prepared.argv[0]}") from exc

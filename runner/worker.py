@@ -54,20 +54,21 @@ def run_step(job: dict[str, Any]) -> str:
 def run_job(job: StepJob, reporter: StepReporter | None = None) -> str:
     started = time.perf_counter()
     reporter = reporter or StepReporter(job)
-    if not reporter.claim():
-        return "not claimed"  # another delivery has it, or the attempt is over (R3)
-    claimed = time.perf_counter()
     leftovers: list[Path] = []
-    result = execute(job, reporter, workdir_root=work_root(), should_stop=reporter.should_stop,
-                     dispose=leftovers.append)
+    # The executor claims the attempt (R3: another delivery may have it, or it may be over)
+    # while a Python step's interpreter starts.
+    result = execute(job, reporter, workdir_root=work_root(), claim=reporter.claim,
+                     should_stop=reporter.should_stop, dispose=leftovers.append)
     executed = time.perf_counter()
-    reporter.finish(_failure(result), result.outputs)
+    if result is not None:
+        reporter.finish(_failure(result), result.outputs)
     for workdir in leftovers:  # after the report, so the next step need not wait for it
         remove_workdir(workdir)
-    log.info("step run %s attempt %s %s: claim %.0f ms, run %.0f ms, report %.0f ms",
-             job["step_run_id"], job["attempt"], result.status, (claimed - started) * 1000,
-             (executed - claimed) * 1000, (time.perf_counter() - executed) * 1000)
-    return result.status
+    outcome = result.status if result is not None else "not claimed"
+    log.info("step run %s attempt %s %s: claim and run %.0f ms, report %.0f ms",
+             job["step_run_id"], job["attempt"], outcome, (executed - started) * 1000,
+             (time.perf_counter() - executed) * 1000)
+    return outcome
 
 
 def _failure(result: StepResult) -> dict[str, Any] | None:

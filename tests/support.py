@@ -12,6 +12,8 @@ from pathlib import Path
 
 import psutil
 
+from runner import step_gate
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -91,3 +93,23 @@ def wait_until(predicate, *, timeout: float = 60, interval: float = 0.1, tick=No
 
 def unique_target() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
+
+
+def runs_step_code(pid: int, environ: dict[str, str]) -> bool:
+    """Whether a step process is alive and past its gate (runner.step_gate). One still waiting
+    there holds the gate's pipe open, has run none of the step's code, and ends when the
+    claim is refused."""
+    gate = environ.get(step_gate.GATE_VAR)
+    if gate is not None:
+        fd, _, inode = gate.partition(":")
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == f"pipe:[{inode}]":
+                return False
+        except FileNotFoundError:
+            pass  # the gate is closed: the step went on (or the process is gone)
+        except OSError:
+            return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -23,7 +23,7 @@ from pipelines_ui.runs.models import LogLine
 from pipelines_ui.runs.services import build_job, submit_run
 from runner import context
 from tests.integration.runs.specs import script
-from tests.support import WorkerProcess, unique_target, wait_until
+from tests.support import WorkerProcess, runs_step_code, unique_target, wait_until
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -40,7 +40,9 @@ WAITS_FOR_RELEASE = """
 
 
 class StepCensus(threading.Thread):
-    """Counts, every 50 ms, the live processes of one run's steps under the workers."""
+    """Counts, every 50 ms, the live processes of one run's steps under the workers that run
+    step code: a delivery's interpreter that waits at the gate while its claim is refused
+    never does."""
 
     def __init__(self, workers, run_id: int) -> None:
         super().__init__(daemon=True)
@@ -57,7 +59,8 @@ class StepCensus(threading.Thread):
                         environ = psutil.Process(pid).environ()
                     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                         continue
-                    if environ.get(context.RUN_ID_VAR) == self.run_id:
+                    if (environ.get(context.RUN_ID_VAR) == self.run_id
+                            and runs_step_code(pid, environ)):
                         live.add(pid)
             self.seen |= live
             self.most = max(self.most, len(live))

@@ -142,6 +142,110 @@ def test_on_start_gets_the_step_pid(tmp_path: Path) -> None:
     assert pids == [int(sink.texts("stdout")[0])]
 
 
+# --- The claim and the gate ----------------------------------------------------------------
+
+MARKS_ITS_START = """
+    import os, pathlib
+    pathlib.Path(os.environ['MARK']).write_text(str(os.getpid()))
+    print('ran', flush=True)
+"""
+
+
+def step_processes() -> list[psutil.Process]:
+    """This test's step processes: children of this process with a run id in their environ."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.environ().get("PIPELINES_RUN_ID") == "run-1":
+                found.append(child)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+class SlowClaim:
+    """A claim that takes a while, as a round trip to a busy server does, and looks around."""
+
+    def __init__(self, mark: Path, answer: bool) -> None:
+        self.mark, self.answer = mark, answer
+        self.calls = 0
+        self.processes_during_claim: list[psutil.Process] = []
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        deadline = time.monotonic() + 10
+        while not self.processes_during_claim and time.monotonic() < deadline:
+            self.processes_during_claim = step_processes()
+            time.sleep(0.02)
+        time.sleep(0.5)  # long enough for an ungated script to have started
+        assert not self.mark.exists(), "step code ran before the claim was answered"
+        return self.answer
+
+
+def test_a_python_step_starts_during_the_claim_and_runs_after_it(tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    claim = SlowClaim(mark, answer=True)
+    job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)})
+    result, sink = run(tmp_path, job, claim=claim)
+    assert result.status == "succeeded" and claim.calls == 1
+    assert [p.pid for p in claim.processes_during_claim] == [int(mark.read_text())]
+    assert sink.texts("stdout") == ["ran"]
+
+
+def test_a_refused_claim_ends_the_waiting_step_before_it_runs(tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    claim = SlowClaim(mark, answer=False)
+    job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)})
+    result, sink = run(tmp_path, job, claim=claim)
+    assert result is None and claim.calls == 1
+    [waiting] = claim.processes_during_claim
+    assert wait_gone(waiting.pid) and not mark.exists()
+    assert sink.texts("stdout") == []
+    assert not (tmp_path / "work" / "run-1").exists()
+
+
+@pytest.mark.parametrize("command", [["sh", "-c", "{python} {script}"],
+                                     ["{python}", "-I", "{script}"],
+                                     ["{python}", "-Es", "{script}"]])
+def test_a_step_that_cannot_wait_at_the_gate_starts_after_the_claim(
+        tmp_path: Path, command: list[str]) -> None:
+    mark = tmp_path / "mark"
+    claim = SlowClaim(mark, answer=True)
+    claim.processes_during_claim = [psutil.Process()]  # not looking: nothing should start
+    job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)}, command=command)
+    executor_start = executor._start
+    started_during_claim = []
+
+    def start(*args: Any) -> Any:
+        started_during_claim.append(claim.calls == 0)
+        return executor_start(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(executor, "_start", start)
+        result, sink = run(tmp_path, job, claim=claim)
+    assert result.status == "succeeded", sink.all_text()
+    assert started_during_claim == [False] and mark.exists()
+
+
+def test_a_step_that_could_not_be_prepared_is_claimed_to_report_it(tmp_path: Path) -> None:
+    job = make_job(tmp_path, "", params={"arguments": "--n 3"})
+    answers: list[bool] = []
+    result, _ = run(tmp_path, job, claim=lambda: answers.append(True) or True)
+    assert result.reason == "error" and answers == [True]
+    result, sink = run(tmp_path, job, claim=lambda: False)
+    assert result is None and sink.lines == []
+
+
+def test_the_sitecustomize_the_gate_shadows_still_runs(tmp_path: Path) -> None:
+    own = tmp_path / "own-site"
+    own.mkdir()
+    (own / "sitecustomize.py").write_text("import os\nos.environ['OWN_SITE'] = 'loaded'\n")
+    job = make_job(tmp_path, "import os; print(os.environ.get('OWN_SITE'))",
+                   env={"PYTHONPATH": str(own)})
+    result, sink = run(tmp_path, job, claim=lambda: True)
+    assert result.status == "succeeded" and sink.texts("stdout") == ["loaded"]
+
+
 # --- Parameters, inputs, outputs ----------------------------------------------------------
 
 
