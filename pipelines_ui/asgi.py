@@ -4,9 +4,11 @@ HTTP goes through Django's WSGI handler on a fixed pool of threads (a2wsgi), not
 ASGI handler. Our views are all synchronous; the ASGI handler would start a thread of its own
 for every request and hop between the event loop and threads around each middleware (about
 ten hops a request), and each request would open a new database connection. On the pool a
-request is one hop, and each thread keeps its connection (CONN_MAX_AGE).
+request is one hop, and each thread keeps its connection (CONN_MAX_AGE). The request threads
+hand their run broadcasts to the server's event loop (runs/broadcast.py).
 """
 
+import asyncio
 import os
 
 from a2wsgi import WSGIMiddleware
@@ -20,9 +22,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from pipelines_ui.runs import broadcast  # noqa: E402
 from pipelines_ui.runs.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
+router = ProtocolTypeRouter(
     {
         "http": WSGIMiddleware(django_wsgi_app, workers=settings.HTTP_THREADS),
         "websocket": AllowedHostsOriginValidator(
@@ -30,3 +33,8 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+
+async def application(scope, receive, send):
+    broadcast.serve_from(asyncio.get_running_loop())
+    await router(scope, receive, send)

@@ -73,6 +73,8 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def run_event(self, message: dict) -> None:
-        if not self.revoked:
-            await self.send_json(message["event"])
+    async def run_events(self, message: dict) -> None:
+        for event in message["events"]:
+            if self.revoked:
+                return
+            await self.send_json(event)

@@ -243,7 +243,7 @@ class _Changes:
     def publish_on_commit(self) -> None:
         if self.events:
             events = list(self.events)
-            transaction.on_commit(lambda: [broadcast(self.run_id, e) for e in events])
+            transaction.on_commit(lambda: broadcast(self.run_id, *events))
             self.events.clear()
 
 
@@ -277,7 +277,7 @@ def _advance(run: Run, *loaded: StepRun) -> None:
     views = {
         node: transitions.StepView(state, attempt, cancel_at is not None)
         for node, state, attempt, cancel_at in StepRun.objects.select_for_update()
-        .filter(run=run).values_list("node", "state", "attempt", "cancel_requested_at")
+        .filter(run=run).order_by().values_list("node", "state", "attempt", "cancel_requested_at")
     }
     steps = _StepLoader(run)
     steps.update((step.node, step) for step in loaded)
@@ -317,6 +317,7 @@ class _StepLoader(dict):
 
     def __missing__(self, node: str) -> StepRun:
         step = StepRun.objects.select_related("compute_target").get(run=self.run, node=node)
+        step.run = self.run  # spares a query when its job is built
         self[node] = step
         return step
 
@@ -474,7 +475,7 @@ def _new_attempt(step: StepRun, attempt: int) -> None:
     step.worker, step.pid, step.exit_code = "", None, None
     step.error = step.traceback = ""
     step.save()
-    transaction.on_commit(partial(dispatch, step.pk, step.attempt_id))
+    transaction.on_commit(partial(send_job, step))
 
 
 def _end_step(step: StepRun, state: str, error: str) -> None:
@@ -521,21 +522,25 @@ def step_token(step_run_id: int, attempt_id: str) -> str:
 def dispatch(step_run_id: int, attempt_id: str) -> bool:
     """Send the attempt's StepJob to its target's queue. False (and nothing recorded) when the
     attempt is no longer queued or the broker is unreachable: the reconciler sends it later."""
+    step = (StepRun.objects.select_related("run", "compute_target").defer("run__spec")
+            .filter(pk=step_run_id, attempt_id=attempt_id, state="queued").order_by().first())
+    return step is not None and send_job(step)
+
+
+def send_job(step: StepRun) -> bool:
+    """Send the StepJob of the attempt just queued, as the transaction that queued it left it.
+    Should the attempt have ended meanwhile, its worker's claim is refused (R3)."""
     from pipelines_ui.celery import app
 
-    step = (StepRun.objects.select_related("run", "compute_target").defer("run__spec")
-            .filter(pk=step_run_id, attempt_id=attempt_id, state="queued").first())
-    if step is None:
-        return False
-    job = build_job(step)
     try:
-        app.send_task("runner.run_step", args=[job], queue=step.compute_target.queue,
-                      retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
-                                                "interval_step": 0.5, "interval_max": 1})
+        app.send_task("runner.run_step", args=[build_job(step)],
+                      queue=step.compute_target.queue, retry=True,
+                      retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
+                                    "interval_max": 1})
     except Exception:  # the broker is down: the step stays queued, undispatched (R5)
-        log.warning("could not send step run %s to the broker", step_run_id, exc_info=True)
+        log.warning("could not send step run %s to the broker", step.pk, exc_info=True)
         return False
-    StepRun.objects.filter(pk=step_run_id, attempt_id=attempt_id,
+    StepRun.objects.filter(pk=step.pk, attempt_id=step.attempt_id,
                            dispatched_at__isnull=True).update(dispatched_at=timezone.now())
     return True
 
@@ -612,8 +617,9 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
     attempt_id = report["attempt_id"]
     if not hmac.compare_digest(token, step_token(step_run_id, attempt_id)):
         raise StepTokenInvalid("the token is not valid for this step attempt")
+    # order_by(): StepRun's default ordering would join the run table for nothing.
     step = StepRun.objects.only("run_id", "node", "state", "attempt", "attempt_id").filter(
-        pk=step_run_id).first()
+        pk=step_run_id).order_by().first()
     if step is None or step.attempt_id != attempt_id:
         raise AttemptStale("this attempt is no longer current")
     ends = any(event["type"] in ("finished", "failed") for event in report["events"])
@@ -625,20 +631,24 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
         # The server ended this attempt (lost, canceled): the worker must stop its step (R3).
         # A replayed final report still goes through, to be answered as a duplicate.
         raise AttemptStale(f"step {step.node} is already {step.state}")
+    stored: list[dict[str, Any]] = []  # broadcast together, before any later state change
     for event in report["events"]:
         kind = event["type"]
         if kind == "log":
-            _store_lines(step, event)
+            stored.append(_store_lines(step, event))
         elif kind == "metric":
-            _store_points(step, event)
+            stored.append(_store_points(step, event))
         elif kind != "heartbeat":
+            broadcast(step.run_id, *stored)
+            stored.clear()
             _apply_state_event(step, attempt_id, event)
+    broadcast(step.run_id, *stored)
     if ends:
         return {"ok": True, "cancel": False}  # nothing left to cancel or to keep alive
     touched = StepRun.objects.filter(pk=step.pk, attempt_id=attempt_id)
     if not any(event["type"] == "started" for event in report["events"]):
         touched.filter(state="running").update(last_heartbeat_at=timezone.now())
-    current = touched.values_list("cancel_requested_at", flat=True).first()
+    current = touched.order_by().values_list("cancel_requested_at", flat=True).first()
     return {"ok": True, "cancel": current is not None}
 
 
@@ -646,7 +656,8 @@ def _from_unix(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-def _store_lines(step: StepRun, event: dict[str, Any]) -> None:
+def _store_lines(step: StepRun, event: dict[str, Any]) -> dict[str, Any]:
+    """Store a batch of lines; returns the event that tells browsers."""
     first = event["first"]
     for line in event["lines"]:
         # A step may print any byte; PostgreSQL text refuses NUL (a 500, then a retry loop).
@@ -657,11 +668,12 @@ def _store_lines(step: StepRun, event: dict[str, Any]) -> None:
          for i, line in enumerate(event["lines"])],
         ignore_conflicts=True,  # a replayed batch is a no-op (R8)
     )
-    broadcast(step.run_id, {"type": "log", "node": step.node, "attempt": step.attempt,
-                            "first": first, "lines": event["lines"]})
+    return {"type": "log", "node": step.node, "attempt": step.attempt, "first": first,
+            "lines": event["lines"]}
 
 
-def _store_points(step: StepRun, event: dict[str, Any]) -> None:
+def _store_points(step: StepRun, event: dict[str, Any]) -> dict[str, Any]:
+    """Store a batch of metric points; returns the event that tells browsers."""
     first = event["first"]
     MetricPoint.objects.bulk_create(
         [MetricPoint(run_id=step.run_id, step_run=step, attempt=step.attempt, index=first + i,
@@ -669,8 +681,8 @@ def _store_points(step: StepRun, event: dict[str, Any]) -> None:
          for i, p in enumerate(event["points"])],
         ignore_conflicts=True,
     )
-    broadcast(step.run_id, {"type": "metric", "node": step.node, "attempt": step.attempt,
-                            "first": first, "points": event["points"]})
+    return {"type": "metric", "node": step.node, "attempt": step.attempt, "first": first,
+            "points": event["points"]}
 
 
 def _locked_run(run_id: int) -> Run:

@@ -49,9 +49,8 @@ def test_a_join_is_dispatched_once_when_both_parents_finish_at_once(transactiona
                                                                     workspace, owner,
                                                                     monkeypatch):
     dispatched = multiprocessing.Manager().list()
-    monkeypatch.setattr(services, "dispatch",
-                        lambda step_run_id, attempt_id: dispatched.append((step_run_id,
-                                                                           attempt_id)))
+    monkeypatch.setattr(services, "send_job",
+                        lambda step: dispatched.append((step.pk, step.attempt_id)))
     ComputeTarget.objects.create(workspace=workspace, name="local")
     code = "pass"
     spec = {"parameters": {}, "nodes": [
@@ -111,9 +110,8 @@ def test_two_reconcilers_retry_each_of_100_lost_attempts_exactly_once(transactio
                                                                       workspace, owner,
                                                                       monkeypatch, settings):
     dispatched = multiprocessing.Manager().list()
-    monkeypatch.setattr(services, "dispatch",
-                        lambda step_run_id, attempt_id: dispatched.append((step_run_id,
-                                                                           attempt_id)))
+    monkeypatch.setattr(services, "send_job",
+                        lambda step: dispatched.append((step.pk, step.attempt_id)))
     ComputeTarget.objects.create(workspace=workspace, name="local")
     spec = {"parameters": {}, "edges": [], "nodes": [
         script(f"n{i}", "pass", target="local", allow_reuse=False, retries=1)

@@ -81,7 +81,7 @@ def socket(run_id: int, session: str | None = None, origin: str = "http://127.0.
 
 async def send(run_id: int, event: dict) -> None:
     await get_channel_layer().group_send(group_name(run_id),
-                                         {"type": "run.event", "event": event})
+                                         {"type": "run.events", "events": [event]})
 
 
 def test_a_member_receives_the_runs_events(run, viewer):
