@@ -1,7 +1,7 @@
 """Benchmark: per-step overhead of the run engine beside bare subprocesses (prints figures).
 
     python bench/run_engine.py            # embedded: SQLite + filesystem broker
-    python bench/run_engine.py --redis    # broker on redis://127.0.0.1:6379/2
+    python bench/run_engine.py --redis    # broker and channel layer on Redis (dbs 2 and 3)
     python bench/run_engine.py --redis --postgres postgres://postgres@127.0.0.1:5432/test
 
 It starts the ASGI server and one compute worker (2 slots) as subprocesses, then times:
@@ -47,8 +47,9 @@ def configure(args: argparse.Namespace, port: int) -> Path:
     })
     for name in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"):
         os.environ.pop(name, None)
-    if args.redis:
+    if args.redis:  # as a deployment on Redis has it: the run page's events go through it too
         os.environ["CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/2"
+        os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/3"
     if args.postgres:
         os.environ["DATABASE_URL"] = args.postgres
     return var
@@ -159,9 +160,9 @@ def main() -> None:
                                        spec=chain(2, target.name, "warm"))
         timed_run(warm, user)
 
-        broker = "redis" if args.redis else "filesystem"
+        broker, layer = ("redis", "redis") if args.redis else ("filesystem", "in-memory")
         database = "postgresql" if args.postgres else "sqlite"
-        print(f"broker={broker} database={database} worker slots={SLOTS}")
+        print(f"broker={broker} channel layer={layer} database={database} worker slots={SLOTS}")
         report(f"chain of {args.chain}", args.chain, workspace, user,
                chain(args.chain, target.name, tag), bare(args.chain, 1))
         report(f"fan-out of {args.fanout}", args.fanout + 1, workspace, user,

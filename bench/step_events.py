@@ -7,7 +7,8 @@ No worker and no broker: the script plays the worker's part in process. For a ch
 steps it posts each step's "started" and "finished" report to the real view through Django's
 test client; the jobs are built and dispatched as always, only the broker's send is replaced
 by a list. So the engine's server side can be measured and profiled without the noise of
-subprocesses. `--profile` prints the functions that took the most time.
+subprocesses. `--profile` prints the functions that took the most time, `--sql` the queries
+of one step.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--postgres", default="", help="a PostgreSQL URL (its data is kept)")
     parser.add_argument("--chain", type=int, default=50)
-    parser.add_argument("--profile", action="store_true", help="print the top functions")
+    parser.add_argument("--profile", nargs="?", const="cumulative",
+                        choices=["cumulative", "tottime"],
+                        help="print the top functions, by cumulative (default) or own time")
+    parser.add_argument("--sql", action="store_true",
+                        help="print the queries of one step's started and finished reports")
     return parser.parse_args()
 
 
@@ -62,6 +67,7 @@ class Timings:
     def __init__(self) -> None:
         self.ms: dict[str, list[float]] = {}
         self.queries: dict[str, list[int]] = {}
+        self.sql: dict[str, list[str]] = {}  # the queries of each kind's middle occurrence
 
     def measure(self, name: str, action, *args):
         from django.db import connection
@@ -72,6 +78,8 @@ class Timings:
             result = action(*args)
             self.ms.setdefault(name, []).append((time.perf_counter() - started) * 1000)
         self.queries.setdefault(name, []).append(len(captured.captured_queries))
+        if len(self.queries[name]) == 10:
+            self.sql[name] = [query["sql"] for query in captured.captured_queries]
         return result
 
     def print(self) -> None:
@@ -147,7 +155,12 @@ def main() -> None:
     total = sum(statistics.median(timings.ms[k]) for k in ("started", "finished"))
     print(f"  total      {total:6.1f} ms a step (finished includes the next step's dispatch)")
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler).sort_stats(args.profile).print_stats(45)
+    if args.sql:
+        for name in ("started", "finished"):
+            print(f"\n{name}:")
+            for sql in timings.sql.get(name, []):
+                print(f"  {sql[:300]}")
 
 
 if __name__ == "__main__":
