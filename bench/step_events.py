@@ -67,7 +67,7 @@ class Timings:
     def __init__(self) -> None:
         self.ms: dict[str, list[float]] = {}
         self.queries: dict[str, list[int]] = {}
-        self.sql: dict[str, list[str]] = {}  # the queries of each kind's middle occurrence
+        self.sql: dict[str, list[str]] = {}  # the queries of its tenth call, once warm
 
     def measure(self, name: str, action, *args):
         from django.db import connection

@@ -124,7 +124,7 @@ class StepRun(models.Model):
     consumed = models.ManyToManyField("data.Artifact", blank=True, related_name="consumers")
 
     class Meta:
-        ordering = ["run", "id"]
+        ordering = ["-run_id", "id"]  # newest run first, as Run sorts; no join with its table
         constraints = [models.UniqueConstraint(fields=["run", "node"], name="step_node_unique")]
         indexes = [
             models.Index(fields=["fingerprint", "state"], name="step_fingerprint"),

@@ -277,7 +277,7 @@ def _advance(run: Run, *loaded: StepRun) -> None:
     views = {
         node: transitions.StepView(state, attempt, cancel_at is not None)
         for node, state, attempt, cancel_at in StepRun.objects.select_for_update()
-        .filter(run=run).order_by().values_list("node", "state", "attempt", "cancel_requested_at")
+        .filter(run=run).values_list("node", "state", "attempt", "cancel_requested_at")
     }
     steps = _StepLoader(run)
     steps.update((step.node, step) for step in loaded)
@@ -523,7 +523,7 @@ def dispatch(step_run_id: int, attempt_id: str) -> bool:
     """Send the attempt's StepJob to its target's queue. False (and nothing recorded) when the
     attempt is no longer queued or the broker is unreachable: the reconciler sends it later."""
     step = (StepRun.objects.select_related("run", "compute_target").defer("run__spec")
-            .filter(pk=step_run_id, attempt_id=attempt_id, state="queued").order_by().first())
+            .filter(pk=step_run_id, attempt_id=attempt_id, state="queued").first())
     return step is not None and send_job(step)
 
 
@@ -617,14 +617,13 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
     attempt_id = report["attempt_id"]
     if not hmac.compare_digest(token, step_token(step_run_id, attempt_id)):
         raise StepTokenInvalid("the token is not valid for this step attempt")
-    # order_by(): StepRun's default ordering would join the run table for nothing.
     step = StepRun.objects.only("run_id", "node", "state", "attempt", "attempt_id").filter(
-        pk=step_run_id).order_by().first()
+        pk=step_run_id).first()
     if step is None or step.attempt_id != attempt_id:
         raise AttemptStale("this attempt is no longer current")
-    ends = any(event["type"] in ("finished", "failed") for event in report["events"])
-    if step.state == "succeeded" and not all(
-            event["type"] in ("finished", "failed") for event in report["events"]):
+    final = [event["type"] in ("finished", "failed") for event in report["events"]]
+    ends = any(final)
+    if step.state == "succeeded" and not all(final):
         # Only a replay of the final event, answered as a duplicate, gets past a spent token.
         raise StepTokenExpired("this step attempt has finished; its token has expired")
     if step.is_terminal and not ends:
@@ -648,7 +647,7 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
     touched = StepRun.objects.filter(pk=step.pk, attempt_id=attempt_id)
     if not any(event["type"] == "started" for event in report["events"]):
         touched.filter(state="running").update(last_heartbeat_at=timezone.now())
-    current = touched.order_by().values_list("cancel_requested_at", flat=True).first()
+    current = touched.values_list("cancel_requested_at", flat=True).first()
     return {"ok": True, "cancel": current is not None}
 
 

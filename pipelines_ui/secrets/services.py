@@ -19,7 +19,6 @@ def declared_values(workspace_id: int, names: Iterable[str]) -> dict[str, str]:
                 .values_list("name", "value"))
 
 
-
 def defined_names(workspace_id: int, names: Iterable[str]) -> set[str]:
     """Those of `names` that the workspace defines."""
     wanted = set(names)
