@@ -1,6 +1,5 @@
 """Run broadcasts: one message per call, in order, sent from a long-lived event loop (the
-ASGI server's once it serves), and never an error for the caller. Uses the configured
-channel layer: Redis in CI, in memory without REDIS_URL."""
+ASGI server's once it serves), and never an error for the caller."""
 
 import asyncio
 import logging
@@ -27,35 +26,41 @@ def server_loop(monkeypatch):
     thread.join(5)
 
 
-def on(loop, coroutine, timeout=5.0):
-    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
+@pytest.fixture
+def sent(monkeypatch):
+    """What the channel layer is asked to send, with the loop each send ran on. Recorded
+    rather than received: the layer's receive() keeps per-instance state tied to one loop,
+    which other tests' loops leave behind."""
+    calls = []
+
+    async def record(group, message):
+        calls.append((asyncio.get_running_loop(), group, message))
+
+    monkeypatch.setattr(get_channel_layer(), "group_send", record)
+    return calls
 
 
-def listen(loop, run_id: int) -> str:
-    layer = get_channel_layer()
-    channel = on(loop, layer.new_channel())
-    on(loop, layer.group_add(group_name(run_id), channel))
-    return channel
-
-
-def test_the_events_of_a_call_arrive_as_one_message_in_order(server_loop):
-    channel = listen(server_loop, 7)
+def test_the_events_of_a_call_go_as_one_message_in_order_from_the_server_loop(server_loop,
+                                                                               sent):
     broadcast.serve_from(server_loop)
     broadcast.broadcast(7, {"type": "step", "node": "a"}, {"type": "log", "node": "a"})
-    broadcast.broadcast(8, {"type": "run", "status": "failed"})  # another run's group
-    message = on(server_loop, get_channel_layer().receive(channel))
-    assert message == {"type": "run.events", "events": [{"type": "step", "node": "a"},
-                                                         {"type": "log", "node": "a"}]}
+    broadcast.broadcast(8, {"type": "run", "status": "failed"})
+    broadcast.broadcast(8)  # nothing to say: nothing sent
+    assert sent == [
+        (server_loop, group_name(7), {"type": "run.events", "events": [
+            {"type": "step", "node": "a"}, {"type": "log", "node": "a"}]}),
+        (server_loop, group_name(8), {"type": "run.events", "events": [
+            {"type": "run", "status": "failed"}]}),
+    ]
 
 
-def test_without_a_server_loop_one_loop_of_its_own_sends_every_broadcast(monkeypatch):
+def test_without_a_server_loop_one_loop_of_its_own_sends_every_broadcast(monkeypatch, sent):
     monkeypatch.setattr(broadcast, "_server_loop", None)
-    loop = broadcast._sending_loop()
-    assert loop.is_running() and broadcast._sending_loop() is loop
-    channel = listen(loop, 9)
-    broadcast.broadcast(9, {"type": "run", "status": "succeeded"})
-    message = on(loop, get_channel_layer().receive(channel))
-    assert message["events"] == [{"type": "run", "status": "succeeded"}]
+    for status in ("running", "succeeded"):
+        broadcast.broadcast(9, {"type": "run", "status": status})
+    [(first, *_), (second, *_)] = sent
+    assert first is second and first.is_running()
+    assert [message["events"][0]["status"] for *_, message in sent] == ["running", "succeeded"]
 
 
 def test_a_failed_broadcast_is_logged_and_never_fails_the_caller(server_loop, monkeypatch,
