@@ -14,12 +14,14 @@ Working directory layout:
         outputs/<port> an empty folder per output, published after success
         params.json    the resolved parameters
         tmp/           TMPDIR
-        .pipelines/lib the step-side `runner` package (context.py alone) for PYTHONPATH,
-                       and step_gate.py as sitecustomize
+        .pipelines/lib the step-side `runner` package (context.py alone) for PYTHONPATH
 
-The attempt is claimed (the `claim` callback) before any step code runs. A Python step is
-started first and waits at a gate (runner.step_gate) while the claim is in flight, since the
-interpreter's start-up is most of a short step's cost; any other command starts after it.
+The attempt is claimed (the `claim` callback) before any step code runs. The interpreter's
+start-up is most of a short step's cost, so a Python step runs in an interpreter started
+ahead of it (runner.step_launch): one waits for the next step while a step runs, or, when none
+is waiting, one starts while the claim is in flight. It runs nothing of the step until the
+claim succeeds. Any other command, and a Python step whose own interpreter options or
+variables must apply at start-up (PYTHON*, LD_*, locale), starts after the claim.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal, Protocol
 
-from runner import context, step_gate
+from runner import context, step_launch
 from runner.datastore import Datastore, DatastoreError, remove_tree
 from runner.messages import MAX_LOG_LINE_CHARS, ArtifactRef, StepJob
 
@@ -55,6 +57,7 @@ STDERR_TAIL_LINES = 200  # kept to find the Python traceback
 TRACEBACK_TAIL_LINES = 50  # reported when stderr holds no traceback
 KEEP_WORKDIR_VAR = "PIPELINES_KEEP_WORKDIR"
 ALLOWED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")  # all that the step inherits from the worker
+NO_HOME = "/nonexistent"  # an interpreter's HOME until its step launches: no user site-packages
 
 _READ_LIMIT = 64 * 1024  # bytes per read of a line; more than MAX_LOG_LINE_CHARS needs
 _CUT_MARK = " [line cut]"
@@ -169,7 +172,7 @@ class _Prepared:
     env: dict[str, str]
     outputs: dict[str, Path]
     store: Datastore
-    gated: bool  # a Python step that imports step_gate before its script
+    launchable: bool  # can run in an interpreter started ahead of it (runner.step_launch)
 
 
 def _make_workdir(root: Path, job: StepJob) -> Path:
@@ -214,7 +217,7 @@ def _prepare(job: StepJob, workdir: Path) -> _Prepared:
              "lib": _install_context(workdir / ".pipelines" / "lib")}
     env = _environment(job, workdir, argv[0], paths)
     return _Prepared(argv=argv, cwd=code_dir, env=env, outputs=outputs, store=store,
-                     gated=_imports_sitecustomize(job["command"]))
+                     launchable=_launchable(job))
 
 
 def _check_ports(ports: Iterable[str]) -> None:
@@ -274,8 +277,7 @@ def _materialize_inputs(refs: dict[str, ArtifactRef], folder: Path) -> dict[str,
 
 
 def _install_context(lib: Path) -> Path:
-    """Give the step `from runner import context` and nothing else of the worker's packages,
-    and the gate as sitecustomize.
+    """Give the step `from runner import context` and nothing else of the worker's packages.
 
     Putting the folder above the installed `runner` on PYTHONPATH would also hand the step the
     worker's whole site-packages (or the Django project), which can shadow its own libraries.
@@ -284,26 +286,24 @@ def _install_context(lib: Path) -> Path:
     package.mkdir(parents=True)
     (package / "__init__.py").write_text('"""The step side of runner."""\n', encoding="utf-8")
     shutil.copyfile(context.__file__, package / "context.py")
-    shutil.copyfile(step_gate.__file__, lib / "sitecustomize.py")
     return lib
 
 
-# Options that make Python skip sitecustomize on PYTHONPATH: isolated, no PYTHON* vars, no site.
-_SKIPS_SITECUSTOMIZE = re.compile(r"-[A-Za-z]*[IES][A-Za-z]*")
+# Variables read once as a process starts, by Python (its PYTHONPATH's sitecustomize, say), the
+# dynamic loader (a later dlopen still searches the LD_LIBRARY_PATH it started with) or libc.
+_READ_AT_START = re.compile(r"PYTHON.*|LD_.*|LC_.*|MALLOC_.*|LANG|LANGUAGE|TZ|GLIBC_TUNABLES")
 
 
-def _imports_sitecustomize(command: list[str]) -> bool:
-    """Whether the command is our Python run in a way that imports sitecustomize from
-    PYTHONPATH: only then can the step wait at the gate. The interpreter's options come
-    before the script (or -c, -m)."""
-    if not command or command[0] != "{python}":
+def _launchable(job: StepJob) -> bool:
+    """Whether `python <script | -m module | -c code> ...` is what the step runs, with nothing
+    of its own that acts while the process starts: interpreter options, or variables read at
+    start. Only then is an interpreter started ahead of the step the same as its own."""
+    command = job["command"]
+    if len(command) < 2 or command[0] != "{python}":
         return False
-    for part in command[1:]:
-        if not part.startswith("-") or part in ("-c", "-m"):
-            return True
-        if _SKIPS_SITECUSTOMIZE.fullmatch(part):
-            return False
-    return True
+    if command[1].startswith("-") and command[1] not in ("-c", "-m"):
+        return False
+    return not any(_READ_AT_START.fullmatch(name) for name in (*job["env"], *job["secrets"]))
 
 
 def _command(job: StepJob) -> list[str]:
@@ -319,13 +319,20 @@ def _command(job: StepJob) -> list[str]:
     return argv + arguments
 
 
-def _environment(job: StepJob, workdir: Path, program: str,
-                 paths: dict[str, Any]) -> dict[str, str]:
+def _shared_environment(program: str) -> dict[str, str]:
+    """What every step's environment starts from; an interpreter started ahead has it."""
     env = {name: os.environ[name] for name in ALLOWED_ENV if name in os.environ}
     # The interpreter's folder first, as an activated virtualenv would have it.
     folder = os.path.dirname(program) if os.path.isabs(program) else ""
     env["PATH"] = os.pathsep.join(p for p in (folder, env.get("PATH", os.defpath)) if p)
-    env.update(HOME=str(workdir), TMPDIR=str(workdir / "tmp"), PYTHONUNBUFFERED="1")
+    env.update(HOME=NO_HOME, PYTHONUNBUFFERED="1")
+    return env
+
+
+def _environment(job: StepJob, workdir: Path, program: str,
+                 paths: dict[str, Any]) -> dict[str, str]:
+    env = _shared_environment(program)
+    env.update(HOME=str(workdir), TMPDIR=str(workdir / "tmp"))
     env.update(job["env"])
     env.update(job["secrets"])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(paths["lib"]), env.get("PYTHONPATH"))
@@ -349,68 +356,153 @@ def _environment(job: StepJob, workdir: Path, program: str,
 def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink, claim: _Claim,
          should_stop: Callable[[], str | None], on_start: Callable[[int], None]
          ) -> StepResult | None:
-    if not prepared.gated and not claim():
-        return None
-    read_fd, write_fd = os.pipe()
-    gate_read, gate = os.pipe() if prepared.gated else (None, None)
-    try:
-        proc = _start(prepared, write_fd, gate_read)
-    except BaseException:
-        _close(read_fd, gate)
-        raise
-    finally:
-        # The step holds its own copies; EOF comes when it (and its kin) exit.
-        _close(write_fd, gate_read)
-    readers = _start_readers(proc, read_fd, stream)
-    try:
-        if gate is not None:
+    if prepared.launchable:
+        python = prepared.argv[0]
+        waiting = _waiting.take(python)  # started now if none waits: it starts during the claim
+        claimed = False
+        try:
             claimed = claim()
-            if claimed:
-                _open_gate(gate)
-            _close(gate)
-            gate = None
+        finally:
             if not claimed:
-                return None
+                _waiting.keep(python, waiting)  # it ran nothing; the next step can have it
+        if not claimed:
+            return None
+        proc, metrics_fd = waiting.launch(prepared)
+        _waiting.start_next(python)
+    else:
+        if not claim():
+            return None
+        proc, metrics_fd, _ = _start(prepared)
+    readers = _start_readers(proc, metrics_fd, stream)
+    try:
         on_start(proc.pid)
         stop_reason = _supervise(proc, job["timeout_s"], should_stop, stream)
     finally:
         # Whatever happened, no process of the step's group outlives it.
-        _close(gate)
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
         _join_readers(readers, stream)
     return _result(job, prepared, proc.returncode, stop_reason, stream)
 
 
-def _open_gate(gate: int) -> None:
+Spawned = tuple[subprocess.Popen[bytes], int, dict[str, str]]
+
+
+def _start(prepared: _Prepared) -> Spawned:
+    """Start the step's command as it is."""
+    return _spawn(prepared.argv, prepared.cwd, prepared.env)
+
+
+def _spawn(argv: list[str], cwd: Path | str, env: dict[str, str],
+           pass_fds: tuple[int, ...] = ()) -> Spawned:
+    """Start a process of its own session with a metrics pipe; returns the process, our end
+    of the pipe and the variables that tell the process its end."""
+    read_fd, write_fd = os.pipe()
+    metrics_env = {context.METRICS_FD_VAR: str(write_fd),
+                   context.METRICS_INODE_VAR: str(os.fstat(write_fd).st_ino)}
+    env = {**env, **metrics_env}
     try:
-        os.write(gate, step_gate.OPEN)
-    except BrokenPipeError:
-        pass  # The interpreter died while starting; _supervise sees it exit.
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, start_new_session=True, pass_fds=(write_fd, *pass_fds),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+    except BaseException as exc:
+        os.close(read_fd)
+        if isinstance(exc, FileNotFoundError):
+            raise SetupError(f"command not found: {argv[0]}") from exc
+        if isinstance(exc, (OSError, ValueError)):
+            raise SetupError(f"cannot start {argv[0]}: {exc}") from exc
+        raise
+    finally:
+        os.close(write_fd)  # the step holds its own copy; EOF comes when it (and its kin) exit
+    return proc, read_fd, metrics_env
+
+
+@dataclass
+class _Waiting:
+    """A Python interpreter started ahead of its step, waiting in runner.step_launch."""
+
+    proc: subprocess.Popen[bytes]
+    metrics_fd: int  # our end of its metrics pipe
+    metrics_env: dict[str, str]  # how the interpreter finds its end
+    launch_fd: int  # our end of the pipe it waits on
+
+    @classmethod
+    def start(cls, python: str) -> _Waiting:
+        launch_read, launch_fd = os.pipe()
+        try:
+            proc, metrics_fd, metrics_env = _spawn(
+                [python, step_launch.__file__, str(launch_read)], "/",
+                _shared_environment(python), pass_fds=(launch_read,))
+        except BaseException:
+            os.close(launch_fd)
+            raise
+        finally:
+            os.close(launch_read)
+        return cls(proc, metrics_fd, metrics_env, launch_fd)
+
+    def launch(self, prepared: _Prepared) -> tuple[subprocess.Popen[bytes], int]:
+        launch = {"cwd": str(prepared.cwd), "args": prepared.argv[1:],
+                  "env": {**prepared.env, **self.metrics_env}}
+        try:
+            with open(self.launch_fd, "wb") as pipe:
+                pipe.write(json.dumps(launch).encode())
+        except BrokenPipeError:
+            pass  # It died waiting; _supervise sees it exit and the step fails with its stderr.
+        return self.proc, self.metrics_fd
+
+    def stop(self) -> None:
+        """End an interpreter no step will use: an empty launch makes it exit."""
+        _close(self.launch_fd, self.metrics_fd)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        threading.Thread(target=self.proc.wait, daemon=True).start()  # reaped when it exits
+
+    def usable(self) -> bool:
+        return self.proc.poll() is None
+
+
+class _WaitingInterpreters:
+    """At most one waiting interpreter per Python executable, in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_python: dict[str, _Waiting] = {}
+
+    def take(self, python: str) -> _Waiting:
+        with self._lock:
+            waiting = self._by_python.pop(python, None)
+        if waiting is not None and waiting.usable():
+            return waiting
+        if waiting is not None:
+            waiting.stop()
+        return _Waiting.start(python)
+
+    def keep(self, python: str, waiting: _Waiting) -> None:
+        with self._lock:
+            kept = self._by_python.setdefault(python, waiting)
+        if kept is not waiting or not waiting.usable():
+            waiting.stop()
+
+    def start_next(self, python: str) -> None:
+        """Start the interpreter for the next step while this one runs."""
+        with self._lock:
+            if python in self._by_python:
+                return
+        try:
+            self.keep(python, _Waiting.start(python))
+        except SetupError:
+            pass  # the next step starts one itself, and reports why it cannot
+
+
+_waiting = _WaitingInterpreters()
 
 
 def _close(*fds: int | None) -> None:
     for fd in fds:
         if fd is not None:
             os.close(fd)
-
-
-def _start(prepared: _Prepared, metrics_fd: int,
-           gate_fd: int | None) -> subprocess.Popen[bytes]:
-    env = {**prepared.env, context.METRICS_FD_VAR: str(metrics_fd),
-           context.METRICS_INODE_VAR: str(os.fstat(metrics_fd).st_ino)}
-    if gate_fd is not None:
-        env[step_gate.GATE_VAR] = step_gate.gate_value(gate_fd)
-    try:
-        return subprocess.Popen(
-            prepared.argv, cwd=prepared.cwd, env=env, start_new_session=True,
-            pass_fds=tuple(fd for fd in (metrics_fd, gate_fd) if fd is not None),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
-    except FileNotFoundError as exc:
-        raise SetupError(f"command not found: {prepared.argv[0]}") from exc
-    except (OSError, ValueError) as exc:
-        raise SetupError(f"cannot start {prepared.argv[0]}: {exc}") from exc
 
 
 def _supervise(proc: subprocess.Popen[bytes], timeout_s: float,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from runner import step_gate
+from runner import context, step_launch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,11 +54,16 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def pids(self) -> list[int]:
+        """The worker's processes, its steps' and the interpreters waiting for its next steps."""
         try:
             main = psutil.Process(self.process.pid)
             return [main.pid, *(c.pid for c in main.children(recursive=True))]
         except psutil.NoSuchProcess:
             return []
+
+    def worker_pids(self) -> list[int]:
+        """The worker's own processes: its main process and its pool's."""
+        return sorted(pid for pid in self.pids() if _is_worker(pid))
 
     def kill(self) -> None:
         """SIGKILL the whole worker tree, main process first (RELIABILITY: fault recipes)."""
@@ -95,21 +101,48 @@ def unique_target() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 
 
-def runs_step_code(pid: int, environ: dict[str, str]) -> bool:
-    """Whether a step process is alive and past its gate (runner.step_gate). One still waiting
-    there holds the gate's pipe open, has run none of the step's code, and ends when the
-    claim is refused."""
-    gate = environ.get(step_gate.GATE_VAR)
-    if gate is not None:
-        fd, _, inode = gate.partition(":")
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == f"pipe:[{inode}]":
-                return False
-        except FileNotFoundError:
-            pass  # the gate is closed: the step went on (or the process is gone)
-        except OSError:
-            return False
+def _is_worker(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return "runner" in psutil.Process(pid).cmdline()[1:3]  # python -m runner worker ...
+    except psutil.Error:
+        return False
+
+
+def waiting_to_launch(process: psutil.Process) -> bool:
+    """Whether the process is an interpreter started ahead of its step (runner.step_launch)
+    that still waits for it: it has run none of a step's code and holds the launch pipe open
+    in "/", where it started."""
+    try:
+        argv = process.cmdline()
+        if argv[1:2] != [step_launch.__file__] or process.cwd() != "/":
+            return False
+        return os.readlink(f"/proc/{process.pid}/fd/{argv[2]}").startswith("pipe:")
+    except (psutil.Error, IndexError, OSError):
+        return False
+
+
+def step_of(process: psutil.Process) -> tuple[str, str] | None:
+    """(run id, attempt) of a process that runs step code, else None.
+
+    A step started as itself has them in /proc/<pid>/environ; one launched in an interpreter
+    started ahead has only its working directory, <work>/<run>/<node>-a<attempt>-<x>/code.
+    """
+    try:
+        environ = process.environ()
+        if context.RUN_ID_VAR in environ:
+            return environ[context.RUN_ID_VAR], environ[context.ATTEMPT_VAR]
+        cwd = Path(process.cwd())
+    except psutil.Error:
+        return None
+    attempt = re.fullmatch(r".*-a(\d+)-[^-]+", cwd.parent.name)
+    if cwd.name != "code" or attempt is None:
+        return None
+    return cwd.parent.parent.name, attempt[1]
+
+
+def runs_step_code(process: psutil.Process) -> bool:
+    """Whether a process of a step is alive and has left runner.step_launch's wait."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE and not waiting_to_launch(process)
     except psutil.Error:
         return False

@@ -21,9 +21,8 @@ from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.models import LogLine
 from pipelines_ui.runs.services import build_job, submit_run
-from runner import context
 from tests.integration.runs.specs import script
-from tests.support import WorkerProcess, runs_step_code, unique_target, wait_until
+from tests.support import WorkerProcess, runs_step_code, step_of, unique_target, wait_until
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -41,8 +40,8 @@ WAITS_FOR_RELEASE = """
 
 class StepCensus(threading.Thread):
     """Counts, every 50 ms, the live processes of one run's steps under the workers that run
-    step code: a delivery's interpreter that waits at the gate while its claim is refused
-    never does."""
+    step code: a delivery's interpreter that waits for its launch while its claim is refused
+    never does (runner.step_launch)."""
 
     def __init__(self, workers, run_id: int) -> None:
         super().__init__(daemon=True)
@@ -56,11 +55,11 @@ class StepCensus(threading.Thread):
             for worker in self.workers:
                 for pid in worker.pids():
                     try:
-                        environ = psutil.Process(pid).environ()
-                    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                        process = psutil.Process(pid)
+                    except psutil.Error:
                         continue
-                    if (environ.get(context.RUN_ID_VAR) == self.run_id
-                            and runs_step_code(pid, environ)):
+                    step = step_of(process)
+                    if step is not None and step[0] == self.run_id and runs_step_code(process):
                         live.add(pid)
             self.seen |= live
             self.most = max(self.most, len(live))

@@ -18,9 +18,8 @@ from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.models import LogLine
 from pipelines_ui.runs.services import lost_contact_s, reconcile_once, submit_run
-from runner import context
 from tests.integration.runs.specs import script
-from tests.support import WorkerProcess, unique_target, wait_until
+from tests.support import WorkerProcess, step_of, unique_target, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -104,11 +103,11 @@ class Timeline(threading.Thread):
                         continue
                     try:
                         process = psutil.Process(pid)
-                        environ = process.environ()
-                        if environ.get(context.RUN_ID_VAR) == self.run_id:
-                            self.created[pid] = (environ[context.ATTEMPT_VAR],
-                                                 process.create_time())
-                    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                        step = step_of(process)
+                        if step is not None and step[0] == self.run_id:
+                            # At or before the step's launch: it may have waited for it.
+                            self.created[pid] = (step[1], process.create_time())
+                    except psutil.Error:
                         continue
 
 

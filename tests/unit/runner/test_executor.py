@@ -17,6 +17,7 @@ from runner import executor
 from runner.datastore import Datastore
 from runner.executor import StepResult, execute, remove_workdir
 from runner.messages import MAX_LOG_LINE_CHARS, StepJob, parse_step_job
+from tests.support import waiting_to_launch
 
 
 class RecordingSink:
@@ -142,7 +143,7 @@ def test_on_start_gets_the_step_pid(tmp_path: Path) -> None:
     assert pids == [int(sink.texts("stdout")[0])]
 
 
-# --- The claim and the gate ----------------------------------------------------------------
+# --- The claim and the interpreter started ahead -------------------------------------------
 
 MARKS_ITS_START = """
     import os, pathlib
@@ -151,16 +152,9 @@ MARKS_ITS_START = """
 """
 
 
-def step_processes() -> list[psutil.Process]:
-    """This test's step processes: children of this process with a run id in their environ."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.environ().get("PIPELINES_RUN_ID") == "run-1":
-                found.append(child)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
+def waiting_interpreters() -> list[psutil.Process]:
+    """Interpreters this process started ahead of their steps, still waiting for them."""
+    return [child for child in psutil.Process().children() if waiting_to_launch(child)]
 
 
 class SlowClaim:
@@ -169,50 +163,123 @@ class SlowClaim:
     def __init__(self, mark: Path, answer: bool) -> None:
         self.mark, self.answer = mark, answer
         self.calls = 0
-        self.processes_during_claim: list[psutil.Process] = []
+        self.waiting_during_claim: list[psutil.Process] = []
 
     def __call__(self) -> bool:
         self.calls += 1
         deadline = time.monotonic() + 10
-        while not self.processes_during_claim and time.monotonic() < deadline:
-            self.processes_during_claim = step_processes()
+        while not self.waiting_during_claim and time.monotonic() < deadline:
+            self.waiting_during_claim = waiting_interpreters()
             time.sleep(0.02)
-        time.sleep(0.5)  # long enough for an ungated script to have started
+        time.sleep(0.5)  # long enough for a script started too early to have run
         assert not self.mark.exists(), "step code ran before the claim was answered"
         return self.answer
 
 
+def stop_waiting_interpreters() -> None:
+    for waiting in waiting_interpreters():
+        waiting.kill()
+        waiting.wait(10)
+
+
 def test_a_python_step_starts_during_the_claim_and_runs_after_it(tmp_path: Path) -> None:
+    stop_waiting_interpreters()
     mark = tmp_path / "mark"
     claim = SlowClaim(mark, answer=True)
     job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)})
     result, sink = run(tmp_path, job, claim=claim)
     assert result.status == "succeeded" and claim.calls == 1
-    assert [p.pid for p in claim.processes_during_claim] == [int(mark.read_text())]
+    assert [p.pid for p in claim.waiting_during_claim] == [int(mark.read_text())]
     assert sink.texts("stdout") == ["ran"]
 
 
-def test_a_refused_claim_ends_the_waiting_step_before_it_runs(tmp_path: Path) -> None:
+def test_the_next_step_runs_in_an_interpreter_already_waiting(tmp_path: Path) -> None:
+    run(tmp_path, make_job(tmp_path, "pass"))
+    [waiting] = waiting_interpreters()
+    mark = tmp_path / "mark"
+    result, sink = run(tmp_path, make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)}))
+    assert result.status == "succeeded" and int(mark.read_text()) == waiting.pid
+    [next_one] = waiting_interpreters()
+    assert next_one.pid != waiting.pid
+
+
+def test_a_refused_claim_runs_nothing_and_the_interpreter_waits_for_the_next_step(
+        tmp_path: Path) -> None:
     mark = tmp_path / "mark"
     claim = SlowClaim(mark, answer=False)
     job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)})
     result, sink = run(tmp_path, job, claim=claim)
     assert result is None and claim.calls == 1
-    [waiting] = claim.processes_during_claim
-    assert wait_gone(waiting.pid) and not mark.exists()
+    [waiting] = claim.waiting_during_claim
+    assert waiting_interpreters() == [waiting] and not mark.exists()
     assert sink.texts("stdout") == []
     assert not (tmp_path / "work" / "run-1").exists()
+    result, _ = run(tmp_path, job)
+    assert result.status == "succeeded" and int(mark.read_text()) == waiting.pid
 
 
-@pytest.mark.parametrize("command", [["sh", "-c", "{python} {script}"],
-                                     ["{python}", "-I", "{script}"],
-                                     ["{python}", "-Es", "{script}"]])
-def test_a_step_that_cannot_wait_at_the_gate_starts_after_the_claim(
-        tmp_path: Path, command: list[str]) -> None:
+def test_an_interpreter_that_died_waiting_is_replaced(tmp_path: Path) -> None:
+    run(tmp_path, make_job(tmp_path, "pass"))
+    [waiting] = waiting_interpreters()
+    waiting.kill()
+    waiting.wait(10)
+    result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"))
+    assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
+
+
+SEES = """
+    import json, os, sys
+    work = os.path.dirname(os.getcwd())
+    print(json.dumps({
+        "argv": sys.argv, "name": __name__, "file": __file__.replace(work, "WORK"),
+        "path": [p.replace(work, "WORK") for p in sys.path], "cwd": os.getcwd() == work + "/code",
+        "main": sorted(vars(sys.modules["__main__"])), "flags": list(sys.flags),
+        "env": sorted((k, v.replace(work, "WORK")) for k, v in os.environ.items()
+                      if k not in ("PIPELINES_METRICS_FD", "PIPELINES_METRICS_INODE", "PYTHONX")),
+    }))
+"""
+
+
+def test_a_step_launched_ahead_sees_what_a_fresh_interpreter_would(tmp_path: Path) -> None:
+    launched = make_job(tmp_path, SEES, params={"arguments": ["--n", "3"]})
+    fresh = make_job(tmp_path, SEES, params={"arguments": ["--n", "3"]}, env={"PYTHONX": "1"})
+    assert executor._launchable(launched) and not executor._launchable(fresh)
+    seen = []
+    for job in (launched, fresh):
+        result, sink = run(tmp_path, job)
+        assert result.status == "succeeded", sink.all_text()
+        seen.append(json.loads(sink.texts("stdout")[0]))
+    assert seen[0] == seen[1]
+    assert seen[0]["argv"] == ["main.py", "--n", "3"] and seen[0]["path"][:2] == [
+        "WORK/code", "WORK/.pipelines/lib"]
+
+
+def test_the_traceback_of_a_launched_step_is_its_own(tmp_path: Path) -> None:
+    job = make_job(tmp_path, """
+        def fail():
+            raise ValueError("bad row 7")
+        fail()
+    """)
+    result, sink = run(tmp_path, job)
+    assert result.exit_code == 1 and result.message == "exit code 1: ValueError: bad row 7"
+    frames = [line for line in result.traceback.splitlines() if line.startswith("  File")]
+    assert len(frames) == 2 and all("main.py" in frame for frame in frames)
+
+
+@pytest.mark.parametrize(("command", "env"), [
+    (["sh", "-c", "{python} {script}"], {}),
+    (["{python}", "-I", "{script}"], {}),
+    (["{python}", "-Es", "{script}"], {}),
+    (["{python}", "{script}"], {"PYTHONHASHSEED": "7"}),
+    (["{python}", "{script}"], {"LD_LIBRARY_PATH": "/opt/cuda/lib64"}),
+    (["{python}", "{script}"], {"LC_ALL": "C.UTF-8"}),
+])
+def test_a_step_that_needs_its_own_start_starts_after_the_claim(
+        tmp_path: Path, command: list[str], env: dict[str, str]) -> None:
     mark = tmp_path / "mark"
     claim = SlowClaim(mark, answer=True)
-    claim.processes_during_claim = [psutil.Process()]  # not looking: nothing should start
-    job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)}, command=command)
+    claim.waiting_during_claim = [psutil.Process()]  # not looking: nothing should start
+    job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark), **env}, command=command)
     executor_start = executor._start
     started_during_claim = []
 
@@ -236,7 +303,7 @@ def test_a_step_that_could_not_be_prepared_is_claimed_to_report_it(tmp_path: Pat
     assert result is None and sink.lines == []
 
 
-def test_the_sitecustomize_the_gate_shadows_still_runs(tmp_path: Path) -> None:
+def test_the_sitecustomize_of_the_steps_own_pythonpath_runs(tmp_path: Path) -> None:
     own = tmp_path / "own-site"
     own.mkdir()
     (own / "sitecustomize.py").write_text("import os\nos.environ['OWN_SITE'] = 'loaded'\n")
