@@ -480,9 +480,11 @@ class _WaitingInterpreters:
         return _Waiting.start(python)
 
     def keep(self, python: str, waiting: _Waiting) -> None:
-        with self._lock:
-            kept = self._by_python.setdefault(python, waiting)
-        if kept is not waiting or not waiting.usable():
+        kept = None
+        if waiting.usable():
+            with self._lock:
+                kept = self._by_python.setdefault(python, waiting)
+        if kept is not waiting:
             waiting.stop()
 
     def start_next(self, python: str) -> None:

@@ -227,6 +227,17 @@ def test_an_interpreter_that_died_waiting_is_replaced(tmp_path: Path) -> None:
     assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
 
 
+def test_an_interpreter_that_died_during_a_refused_claim_is_not_kept(tmp_path: Path) -> None:
+    def kill_and_refuse() -> bool:
+        stop_waiting_interpreters()
+        return False
+
+    result, _ = run(tmp_path, make_job(tmp_path, "pass"), claim=kill_and_refuse)
+    assert result is None and waiting_interpreters() == []
+    result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"))
+    assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
+
+
 SEES = """
     import json, os, sys
     work = os.path.dirname(os.getcwd())
