@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import sys
 from importlib.machinery import BuiltinImporter, SourceFileLoader
 
@@ -43,6 +44,7 @@ def enter(launch: dict) -> None:
     os.chdir(launch["cwd"])
     os.environ.clear()
     os.environ.update(launch["env"])
+    site.USER_BASE = site.USER_SITE = None  # found again from the step's HOME when asked
     # Where `python ...` puts PYTHONPATH: after the script's folder, before the standard library.
     extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.path[0:1] = ["", *extra]

@@ -239,12 +239,13 @@ def test_an_interpreter_that_died_during_a_refused_claim_is_not_kept(tmp_path: P
 
 
 SEES = """
-    import json, os, sys
+    import json, os, site, sys
     work = os.path.dirname(os.getcwd())
     print(json.dumps({
         "argv": sys.argv, "name": __name__, "file": __file__.replace(work, "WORK"),
         "path": [p.replace(work, "WORK") for p in sys.path], "cwd": os.getcwd() == work + "/code",
         "main": sorted(vars(sys.modules["__main__"])), "flags": list(sys.flags),
+        "user_site": site.getusersitepackages().replace(work, "WORK"),
         "env": sorted((k, v.replace(work, "WORK")) for k, v in os.environ.items()
                       if k not in ("PIPELINES_METRICS_FD", "PIPELINES_METRICS_INODE", "PYTHONX")),
     }))
