@@ -7,7 +7,8 @@ Services are synchronous and run on the server's request threads (or a Celery wo
 each send is handed to an event loop that lives as long as the process: the ASGI server's own
 loop once it serves (the in-memory layer's queues belong to it), else a loop on a thread of
 its own. `async_to_sync` would make a loop per call, and channels_redis a new connection with
-it: about 7 ms a broadcast against well under one.
+it: about 7 ms a broadcast against well under one. The caller does not wait for the send
+(a worker's claim is answered sooner); one task per loop sends in the order of the calls.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import logging
 import os
 import threading
+from collections import deque
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -23,6 +25,7 @@ from channels.layers import get_channel_layer
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 5.0
+MAX_WAITING = 10_000  # messages not yet sent; past that the channel layer is down or stuck
 
 _server_loop: asyncio.AbstractEventLoop | None = None
 _own_loop: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, loop): a forked
@@ -40,21 +43,69 @@ def serve_from(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def broadcast(run_id: int, *events: dict[str, Any]) -> None:
-    """Send the events, in order, as one message; never fails the caller."""
-    layer = get_channel_layer()
-    if layer is None or not events:
+    """Send the events, in order, as one message, after those of earlier calls; returns at
+    once and never fails the caller."""
+    if not events or get_channel_layer() is None:
         return
-    send = layer.group_send(group_name(run_id), {"type": "run.events", "events": list(events)})
-    loop = _sending_loop()
-    if _running_loop() is loop:  # called on the loop itself: it cannot wait for itself
-        loop.create_task(send)
-        return
-    sent = asyncio.run_coroutine_threadsafe(send, loop)
-    try:
-        sent.result(timeout=SEND_TIMEOUT_S)
-    except Exception:  # the page refetches from the database; never fail the caller
-        sent.cancel()
-        log.warning("broadcast to run %s failed", run_id, exc_info=True)
+    _outbox(_sending_loop()).put(run_id, {"type": "run.events", "events": list(events)})
+
+
+def wait_sent(timeout: float = SEND_TIMEOUT_S) -> bool:
+    """Wait until what this process broadcast so far has been handed to the channel layer
+    (or given up on); False after the timeout."""
+    done = threading.Event()
+    _outbox(_sending_loop()).put(None, done.set)
+    return done.wait(timeout)
+
+
+class _Outbox:
+    """The broadcasts waiting to be sent from one loop, and the task that sends them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: deque[tuple[int | None, Any]] = deque()  # touched on the loop only
+        self.sending = False
+
+    def put(self, run_id: int | None, message: Any) -> None:
+        if _running_loop() is self.loop:
+            self._add(run_id, message)
+        else:
+            self.loop.call_soon_threadsafe(self._add, run_id, message)
+
+    def _add(self, run_id: int | None, message: Any) -> None:
+        if len(self.waiting) >= MAX_WAITING and run_id is not None:
+            log.warning("broadcast to run %s dropped: %s not sent yet", run_id, MAX_WAITING)
+            return
+        self.waiting.append((run_id, message))
+        if not self.sending:
+            self.sending = True
+            self.loop.create_task(self._send_all())
+
+    async def _send_all(self) -> None:
+        try:
+            while self.waiting:
+                run_id, message = self.waiting.popleft()
+                if run_id is None:
+                    message()  # a wait_sent() mark
+                    continue
+                try:
+                    await asyncio.wait_for(
+                        get_channel_layer().group_send(group_name(run_id), message),
+                        SEND_TIMEOUT_S)
+                except Exception:  # the page refetches from the database
+                    log.warning("broadcast to run %s failed", run_id, exc_info=True)
+        finally:
+            self.sending = False
+
+
+_outboxes: dict[asyncio.AbstractEventLoop, _Outbox] = {}
+
+
+def _outbox(loop: asyncio.AbstractEventLoop) -> _Outbox:
+    outbox = _outboxes.get(loop)
+    if outbox is None:
+        outbox = _outboxes.setdefault(loop, _Outbox(loop))
+    return outbox
 
 
 def _sending_loop() -> asyncio.AbstractEventLoop:

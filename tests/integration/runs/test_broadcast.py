@@ -1,5 +1,5 @@
 """Run broadcasts: one message per call, in order, sent from a long-lived event loop (the
-ASGI server's once it serves), and never an error for the caller."""
+ASGI server's once it serves), never a wait or an error for the caller."""
 
 import asyncio
 import logging
@@ -46,6 +46,7 @@ def test_the_events_of_a_call_go_as_one_message_in_order_from_the_server_loop(se
     broadcast.broadcast(7, {"type": "step", "node": "a"}, {"type": "log", "node": "a"})
     broadcast.broadcast(8, {"type": "run", "status": "failed"})
     broadcast.broadcast(8)  # nothing to say: nothing sent
+    assert broadcast.wait_sent()
     assert sent == [
         (server_loop, group_name(7), {"type": "run.events", "events": [
             {"type": "step", "node": "a"}, {"type": "log", "node": "a"}]}),
@@ -58,6 +59,7 @@ def test_without_a_server_loop_one_loop_of_its_own_sends_every_broadcast(monkeyp
     monkeypatch.setattr(broadcast, "_server_loop", None)
     for status in ("running", "succeeded"):
         broadcast.broadcast(9, {"type": "run", "status": status})
+    assert broadcast.wait_sent()
     [(first, *_), (second, *_)] = sent
     assert first is second and first.is_running()
     assert [message["events"][0]["status"] for *_, message in sent] == ["running", "succeeded"]
@@ -72,4 +74,22 @@ def test_a_failed_broadcast_is_logged_and_never_fails_the_caller(server_loop, mo
     monkeypatch.setattr(get_channel_layer(), "group_send", refuse)
     with caplog.at_level(logging.WARNING, logger="pipelines_ui.runs.broadcast"):
         broadcast.broadcast(7, {"type": "run", "status": "failed"})
+        assert broadcast.wait_sent()
     assert "broadcast to run 7 failed" in caplog.text
+
+
+def test_the_caller_does_not_wait_for_a_slow_channel_layer_and_order_is_kept(server_loop,
+                                                                            monkeypatch):
+    released, received = threading.Event(), []
+
+    async def slow(group, message):
+        await asyncio.get_running_loop().run_in_executor(None, released.wait, 10)
+        received.append(message["events"][0]["n"])
+
+    broadcast.serve_from(server_loop)
+    monkeypatch.setattr(get_channel_layer(), "group_send", slow)
+    for n in range(5):
+        broadcast.broadcast(7, {"type": "log", "n": n})  # would block 10 s if it waited
+    assert received == [] and not broadcast.wait_sent(timeout=0.2)
+    released.set()
+    assert broadcast.wait_sent() and received == [0, 1, 2, 3, 4]
