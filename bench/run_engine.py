@@ -108,7 +108,9 @@ def timed_run(pipeline, user) -> tuple[float, object]:
         run.refresh_from_db()
     elapsed = time.perf_counter() - started
     if run.status != "succeeded":
-        raise SystemExit(f"run {run.pk} ended {run.status}")
+        failed = [f"{s.node} {s.state}: {s.error}\n{s.traceback}" for s in run.steps.all()
+                  if s.state not in ("succeeded", "reused")]
+        raise SystemExit(f"run {run.pk} ended {run.status}:\n" + "\n".join(failed[:5]))
     return elapsed, run
 
 
