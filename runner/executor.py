@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
 import math
 import os
 import re
@@ -289,9 +290,10 @@ def _install_context(lib: Path) -> Path:
     return lib
 
 
-# Variables read once as a process starts, by Python (its PYTHONPATH's sitecustomize, say), the
-# dynamic loader (a later dlopen still searches the LD_LIBRARY_PATH it started with) or libc.
-_READ_AT_START = re.compile(r"PYTHON.*|LD_.*|LC_.*|MALLOC_.*|LANG|LANGUAGE|TZ|GLIBC_TUNABLES")
+# Variables read once as a process starts, by Python (its PYTHONPATH's sitecustomize, the user
+# site-packages under HOME), the dynamic loader (a later dlopen still searches the
+# LD_LIBRARY_PATH it started with) or libc.
+_READ_AT_START = re.compile(r"PYTHON.*|LD_.*|LC_.*|MALLOC_.*|LANG|LANGUAGE|TZ|GLIBC_TUNABLES|HOME")
 
 
 def _launchable(job: StepJob) -> bool:
@@ -367,14 +369,16 @@ def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink, claim: _Claim,
                 _waiting.keep(python, waiting)  # it ran nothing; the next step can have it
         if not claimed:
             return None
-        proc, metrics_fd = waiting.launch(prepared)
-        _waiting.start_next(python)
+        # One that died waiting ran no step code: the claim still holds for a fresh start.
+        proc, metrics_fd = waiting.launch(prepared) or _start(prepared)[:2]
     else:
         if not claim():
             return None
         proc, metrics_fd, _ = _start(prepared)
     readers = _start_readers(proc, metrics_fd, stream)
     try:
+        if prepared.launchable:
+            _waiting.start_next(prepared.argv[0])
         on_start(proc.pid)
         stop_reason = _supervise(proc, job["timeout_s"], should_stop, stream)
     finally:
@@ -426,6 +430,7 @@ class _Waiting:
     metrics_fd: int  # our end of its metrics pipe
     metrics_env: dict[str, str]  # how the interpreter finds its end
     launch_fd: int  # our end of the pipe it waits on
+    binary: tuple[int, ...] | None  # the executable it was started from, to see it replaced
 
     @classmethod
     def start(cls, python: str) -> _Waiting:
@@ -439,63 +444,77 @@ class _Waiting:
             raise
         finally:
             os.close(launch_read)
-        return cls(proc, metrics_fd, metrics_env, launch_fd)
+        return cls(proc, metrics_fd, metrics_env, launch_fd, _identity(python))
 
-    def launch(self, prepared: _Prepared) -> tuple[subprocess.Popen[bytes], int]:
-        launch = {"cwd": str(prepared.cwd), "args": prepared.argv[1:],
-                  "env": {**prepared.env, **self.metrics_env}}
+    def launch(self, prepared: _Prepared) -> tuple[subprocess.Popen[bytes], int] | None:
+        """Hand the interpreter its step; None if it is gone (it ran nothing)."""
+        launch = marshal.dumps({"cwd": str(prepared.cwd), "args": prepared.argv[1:],
+                                "env": {**prepared.env, **self.metrics_env}}, 4)
         try:
-            with open(self.launch_fd, "wb") as pipe:
-                pipe.write(json.dumps(launch).encode())
-        except BrokenPipeError:
-            pass  # It died waiting; _supervise sees it exit and the step fails with its stderr.
+            with open(self.launch_fd, "wb", closefd=False) as pipe:
+                pipe.write(len(launch).to_bytes(step_launch.SIZE_BYTES, "big") + launch)
+        except OSError:
+            self.stop()
+            return None
+        os.close(self.launch_fd)
         return self.proc, self.metrics_fd
 
     def stop(self) -> None:
-        """End an interpreter no step will use: an empty launch makes it exit."""
+        """End an interpreter no step will use: closing its pipe makes it exit."""
         _close(self.launch_fd, self.metrics_fd)
         for pipe in (self.proc.stdout, self.proc.stderr):
             if pipe is not None:
                 pipe.close()
         threading.Thread(target=self.proc.wait, daemon=True).start()  # reaped when it exits
 
-    def usable(self) -> bool:
-        return self.proc.poll() is None
+    def usable(self, python: str) -> bool:
+        return self.proc.poll() is None and self.binary == _identity(python)
+
+
+def _identity(path: str) -> tuple[int, ...] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_mtime_ns
 
 
 class _WaitingInterpreters:
-    """At most one waiting interpreter per Python executable, in this process."""
+    """The one interpreter waiting for this process's next Python step, started from the
+    executable of the last one (a worker's target names one)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_python: dict[str, _Waiting] = {}
+        self._waiting: tuple[str, _Waiting] | None = None
 
     def take(self, python: str) -> _Waiting:
         with self._lock:
-            waiting = self._by_python.pop(python, None)
-        if waiting is not None and waiting.usable():
-            return waiting
-        if waiting is not None:
-            waiting.stop()
+            held, self._waiting = self._waiting, None
+        if held is not None and held[0] == python and held[1].usable(python):
+            return held[1]
+        if held is not None:
+            held[1].stop()
         return _Waiting.start(python)
 
     def keep(self, python: str, waiting: _Waiting) -> None:
-        kept = None
-        if waiting.usable():
+        replaced = None
+        if waiting.usable(python):
             with self._lock:
-                kept = self._by_python.setdefault(python, waiting)
-        if kept is not waiting:
-            waiting.stop()
+                replaced, self._waiting = self._waiting, (python, waiting)
+        else:
+            replaced = (python, waiting)
+        if replaced is not None:
+            replaced[1].stop()
 
     def start_next(self, python: str) -> None:
         """Start the interpreter for the next step while this one runs."""
         with self._lock:
-            if python in self._by_python:
+            if self._waiting is not None and self._waiting[0] == python:
                 return
         try:
             self.keep(python, _Waiting.start(python))
-        except SetupError:
-            pass  # the next step starts one itself, and reports why it cannot
+        except Exception:  # the next step starts one itself, and reports why it cannot
+            logger.warning("could not start an interpreter for the next step", exc_info=True)
 
 
 _waiting = _WaitingInterpreters()

@@ -17,30 +17,42 @@ keeps showing the shared environment; os.environ is the step's.
 Like context.py this runs in the step's interpreter: standard library only.
 """
 
-from __future__ import annotations
-
-import json
+# Only modules the interpreter has loaded before any script runs: one imported here would be
+# the one the step gets, even where its own folder holds a module of that name. For the same
+# reason no `from __future__` import: compile() would hand it on to the step's code.
+import _frozen_importlib
+import _frozen_importlib_external
+import marshal
 import os
 import site
 import sys
-from importlib.machinery import BuiltinImporter, SourceFileLoader
 
 NOT_LAUNCHED_EXIT = 75  # no step ran, so there is nothing to report
+SIZE_BYTES = 8  # the launch is its length, big-endian, then marshal data (version 4)
 
 
-def read_launch(fd: int) -> dict | None:
-    chunks = []
+def read_launch(fd):
+    """The launch, or None when the pipe closed before a whole one came."""
     try:
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-    except OSError:
+        size = int.from_bytes(_read_exactly(fd, SIZE_BYTES), "big")
+        return marshal.loads(_read_exactly(fd, size))
+    except (OSError, EOFError, ValueError):
         return None
     finally:
         os.close(fd)  # closed only here: an open launch fd means "still waiting" to onlookers
-    return json.loads(b"".join(chunks)) if chunks else None
 
 
-def enter(launch: dict) -> None:
+def _read_exactly(fd, size):
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def enter(launch):
     os.chdir(launch["cwd"])
     os.environ.clear()
     os.environ.update(launch["env"])
@@ -50,13 +62,16 @@ def enter(launch: dict) -> None:
     sys.path[0:1] = ["", *extra]
 
 
-def run(args: list[str]) -> None:
+def run(args):
     main = type(sys)("__main__")  # as Python's own, less what this file defined in its own
-    main.__loader__ = BuiltinImporter
+    main.__loader__ = _frozen_importlib.BuiltinImporter
     main.__annotations__ = {}
     main.__builtins__ = __builtins__
     sys.modules["__main__"] = main
     first, rest = args[0], args[1:]
+    if first in ("-m", "-c") and not rest:
+        print(f"Argument expected for the {first} option", file=sys.stderr)
+        sys.exit(2)
     if first == "-m":
         import runpy
 
@@ -66,7 +81,7 @@ def run(args: list[str]) -> None:
         return
     if first == "-c":
         sys.argv = ["-c", *rest[1:]]
-        code = compile(rest[0], "<string>", "exec")
+        code = compile(rest[0], "<string>", "exec", dont_inherit=True)
     else:
         sys.argv = args
         path = os.path.abspath(first)
@@ -78,13 +93,13 @@ def run(args: list[str]) -> None:
             print(f"{sys.executable}: can't open file {path!r}: [Errno {exc.errno}] "
                   f"{exc.strerror}", file=sys.stderr)
             sys.exit(2)
-        main.__loader__ = SourceFileLoader("__main__", path)
+        main.__loader__ = _frozen_importlib_external.SourceFileLoader("__main__", path)
         main.__file__, main.__cached__ = path, None
-        code = compile(source, path, "exec")
+        code = compile(source, path, "exec", dont_inherit=True)
     exec(code, main.__dict__)
 
 
-def run_as_main(args: list[str]) -> None:
+def run_as_main(args):
     """run(args), with an uncaught exception printed and exited on as Python itself does,
     less this file's frames."""
     try:
@@ -96,6 +111,11 @@ def run_as_main(args: list[str]) -> None:
         while traceback is not None and traceback.tb_frame.f_code.co_filename == __file__:
             traceback = traceback.tb_next
         sys.excepthook(type(exc), exc, exc.with_traceback(traceback).__traceback__)
+        if isinstance(exc, KeyboardInterrupt):  # Python ends by the signal, as it came
+            import _signal  # built in: no folder can shadow it
+
+            _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+            os.kill(os.getpid(), _signal.SIGINT)
         sys.exit(1)
 
 

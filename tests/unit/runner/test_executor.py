@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import textwrap
 import time
 import uuid
@@ -238,14 +239,58 @@ def test_an_interpreter_that_died_during_a_refused_claim_is_not_kept(tmp_path: P
     assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
 
 
+def test_an_interpreter_that_dies_during_the_claim_gives_way_to_a_fresh_start(
+        tmp_path: Path) -> None:
+    def kill_and_grant() -> bool:
+        stop_waiting_interpreters()
+        return True
+
+    result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"), claim=kill_and_grant)
+    assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
+
+
+def test_an_interpreter_whose_executable_was_replaced_is_not_used(tmp_path: Path) -> None:
+    python = tmp_path / "python"
+    python.symlink_to(sys.executable)
+    run(tmp_path, make_job(tmp_path, "pass", python=str(python)))
+    [stale] = waiting_interpreters()
+    python.unlink()
+    python.symlink_to("/usr/bin/python3")  # a virtualenv made again, say
+    job = make_job(tmp_path, "import os, sys; print(os.getpid(), sys.base_prefix)",
+                   python=str(python))
+    result, sink = run(tmp_path, job)
+    pid, prefix = sink.texts("stdout")[0].split()
+    assert result.status == "succeeded" and int(pid) != stale.pid and prefix == "/usr"
+
+
+def test_a_launched_step_is_still_supervised_when_the_next_interpreter_cannot_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stop_waiting_interpreters()
+    start, starts = executor._Waiting.start, []
+
+    def start_once(python: str) -> Any:
+        starts.append(python)
+        if len(starts) > 1:
+            raise OSError(24, "Too many open files")
+        return start(python)
+
+    monkeypatch.setattr(executor._Waiting, "start", start_once)
+    result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"))
+    assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
+    assert len(starts) == 2 and waiting_interpreters() == []
+
+
 SEES = """
     import json, os, site, sys
+    import helper
     work = os.path.dirname(os.getcwd())
+    def probe(x: int) -> None: ...
     print(json.dumps({
         "argv": sys.argv, "name": __name__, "file": __file__.replace(work, "WORK"),
         "path": [p.replace(work, "WORK") for p in sys.path], "cwd": os.getcwd() == work + "/code",
         "main": sorted(vars(sys.modules["__main__"])), "flags": list(sys.flags),
         "user_site": site.getusersitepackages().replace(work, "WORK"),
+        "annotations": repr(probe.__annotations__), "helper": helper.__file__.replace(work, "W"),
         "env": sorted((k, v.replace(work, "WORK")) for k, v in os.environ.items()
                       if k not in ("PIPELINES_METRICS_FD", "PIPELINES_METRICS_INODE", "PYTHONX")),
     }))
@@ -253,8 +298,10 @@ SEES = """
 
 
 def test_a_step_launched_ahead_sees_what_a_fresh_interpreter_would(tmp_path: Path) -> None:
-    launched = make_job(tmp_path, SEES, params={"arguments": ["--n", "3"]})
-    fresh = make_job(tmp_path, SEES, params={"arguments": ["--n", "3"]}, env={"PYTHONX": "1"})
+    code = {"inline": {"main.py": textwrap.dedent(SEES), "helper.py": ""}}
+    launched = make_job(tmp_path, "", code=code, params={"arguments": ["--n", "3"]})
+    fresh = make_job(tmp_path, "", code=code, params={"arguments": ["--n", "3"]},
+                     env={"PYTHONX": "1"})
     assert executor._launchable(launched) and not executor._launchable(fresh)
     seen = []
     for job in (launched, fresh):
@@ -264,6 +311,22 @@ def test_a_step_launched_ahead_sees_what_a_fresh_interpreter_would(tmp_path: Pat
     assert seen[0] == seen[1]
     assert seen[0]["argv"] == ["main.py", "--n", "3"] and seen[0]["path"][:2] == [
         "WORK/code", "WORK/.pipelines/lib"]
+
+
+def test_a_module_of_the_steps_own_wins_over_the_stdlib_one_of_that_name(tmp_path: Path) -> None:
+    code = {"inline": {"main.py": "import json; print(json.__file__)", "json.py": ""}}
+    result, sink = run(tmp_path, make_job(tmp_path, "", code=code))
+    assert result.status == "succeeded" and sink.texts("stdout")[0].endswith("/code/json.py")
+
+
+@pytest.mark.parametrize("script", ["raise KeyboardInterrupt", "import sys; sys.exit(4)",
+                                    "raise SystemExit('bad input')", "1/0"])
+def test_a_launched_step_ends_as_a_fresh_one_would(tmp_path: Path, script: str) -> None:
+    ends = []
+    for env in ({}, {"PYTHONX": "1"}):
+        result, _ = run(tmp_path, make_job(tmp_path, script, env=env))
+        ends.append((result.status, result.reason, result.exit_code, result.message))
+    assert ends[0] == ends[1]
 
 
 def test_the_traceback_of_a_launched_step_is_its_own(tmp_path: Path) -> None:
