@@ -14,6 +14,7 @@ it: about 7 ms a broadcast against well under one. The caller does not wait for 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
@@ -52,9 +53,12 @@ def broadcast(run_id: int, *events: dict[str, Any]) -> None:
 
 def wait_sent(timeout: float = SEND_TIMEOUT_S) -> bool:
     """Wait until what this process broadcast so far has been handed to the channel layer
-    (or given up on); False after the timeout."""
+    (or given up on); False after the timeout. Not from the sending loop itself."""
+    loop = _sending_loop()
+    if _running_loop() is loop:
+        raise RuntimeError("wait_sent() would block the loop that sends")
     done = threading.Event()
-    _outbox(_sending_loop()).put(None, done.set)
+    _outbox(loop).put(None, done.set)
     return done.wait(timeout)
 
 
@@ -64,22 +68,24 @@ class _Outbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.waiting: deque[tuple[int | None, Any]] = deque()  # touched on the loop only
-        self.sending = False
+        self.sending: asyncio.Task | None = None
 
     def put(self, run_id: int | None, message: Any) -> None:
         if _running_loop() is self.loop:
             self._add(run_id, message)
-        else:
+            return
+        try:
             self.loop.call_soon_threadsafe(self._add, run_id, message)
+        except RuntimeError:  # the loop closed: the server is shutting down
+            log.warning("broadcast to run %s dropped: its event loop is closed", run_id)
 
     def _add(self, run_id: int | None, message: Any) -> None:
         if len(self.waiting) >= MAX_WAITING and run_id is not None:
             log.warning("broadcast to run %s dropped: %s not sent yet", run_id, MAX_WAITING)
             return
         self.waiting.append((run_id, message))
-        if not self.sending:
-            self.sending = True
-            self.loop.create_task(self._send_all())
+        if self.sending is None:
+            self.sending = self.loop.create_task(self._send_all())
 
     async def _send_all(self) -> None:
         try:
@@ -95,7 +101,7 @@ class _Outbox:
                 except Exception:  # the page refetches from the database
                     log.warning("broadcast to run %s failed", run_id, exc_info=True)
         finally:
-            self.sending = False
+            self.sending = None
 
 
 _outboxes: dict[asyncio.AbstractEventLoop, _Outbox] = {}
@@ -117,7 +123,14 @@ def _sending_loop() -> asyncio.AbstractEventLoop:
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="run-broadcasts", daemon=True).start()
             _own_loop = (os.getpid(), loop)
+            atexit.register(_send_before_exit, os.getpid())
         return _own_loop[1]
+
+
+def _send_before_exit(pid: int) -> None:
+    """A command or worker that ends soon after its last broadcast still sends it."""
+    if pid == os.getpid() and not wait_sent(timeout=1.0):
+        log.warning("run broadcasts not sent before exit")
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

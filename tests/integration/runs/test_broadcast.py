@@ -3,7 +3,11 @@ ASGI server's once it serves), never a wait or an error for the caller."""
 
 import asyncio
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 from channels.layers import get_channel_layer
@@ -93,3 +97,23 @@ def test_the_caller_does_not_wait_for_a_slow_channel_layer_and_order_is_kept(ser
     assert received == [] and not broadcast.wait_sent(timeout=0.2)
     released.set()
     assert broadcast.wait_sent() and received == [0, 1, 2, 3, 4]
+
+
+def test_a_process_that_exits_right_after_a_broadcast_still_sends_it(tmp_path):
+    sent_to = tmp_path / "sent"
+    script = textwrap.dedent("""
+        import asyncio, sys
+        from pipelines_ui.runs import broadcast
+
+        class SlowLayer:
+            async def group_send(self, group, message):
+                await asyncio.sleep(0.3)
+                with open(sys.argv[1], "a") as sent:
+                    sent.write(group + "\\n")
+
+        broadcast.get_channel_layer = SlowLayer
+        broadcast.broadcast(5, {"type": "run", "status": "succeeded"})
+    """)
+    subprocess.run([sys.executable, "-c", script, str(sent_to)], check=True, timeout=30,
+                   cwd=Path(__file__).resolve().parents[3])
+    assert sent_to.read_text() == "run.5\n"
