@@ -179,12 +179,14 @@ class _Prepared:
 def _make_workdir(root: Path, job: StepJob) -> Path:
     prefix = f"{_safe_name(job['node'])}-a{job['attempt']}-"
     parent = root / _safe_name(job["run_id"])
-    for _ in range(3):
-        parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):
         try:
+            parent.mkdir(parents=True, exist_ok=True)
             return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-        except FileNotFoundError:
-            continue  # Another step of this run removed the empty run folder meanwhile.
+        except (FileNotFoundError, FileExistsError):
+            # Another step of this run removed the empty run folder meanwhile: mkdir sees it
+            # exist, then finds no folder there, and says so with FileExistsError.
+            continue
     raise SetupError(f"could not create a working directory under {parent}")
 
 

@@ -470,6 +470,25 @@ def test_the_working_directory_can_be_left_to_the_caller_to_remove(tmp_path: Pat
     assert not (tmp_path / "work" / "run-1").exists()
 
 
+def test_a_run_folder_removed_by_another_step_meanwhile_is_made_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_folder = tmp_path / "work" / "run-1"
+    run_folder.mkdir(parents=True)
+    is_dir, raced = Path.is_dir, []
+
+    def removed_meanwhile(path: Path) -> bool:
+        # Path.mkdir(exist_ok=True) found the folder there, then looks again: by now the
+        # last step of the run on this worker has removed it (remove_workdir).
+        if path == run_folder and not raced:
+            raced.append(path)
+            run_folder.rmdir()
+        return is_dir(path)
+
+    monkeypatch.setattr(Path, "is_dir", removed_meanwhile)
+    result, sink = run(tmp_path, make_job(tmp_path, "print('hi')"))
+    assert raced and result.status == "succeeded" and sink.texts("stdout") == ["hi"]
+
+
 def test_script_and_arguments_come_from_params(tmp_path: Path) -> None:
     job = make_job(tmp_path, "", params={"script": "tools/run.py", "arguments": ["--n", "3"]},
                    code={"inline": {"tools/run.py": "import sys; print(sys.argv[1:])"}})
