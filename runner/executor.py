@@ -361,14 +361,13 @@ def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink, claim: _Claim,
          should_stop: Callable[[], str | None], on_start: Callable[[int], None]
          ) -> StepResult | None:
     if prepared.launchable:
-        python = prepared.argv[0]
-        waiting = _waiting.take(python)  # started now if none waits: it starts during the claim
+        waiting = _waiting.take(prepared.argv[0])  # if none waits, one starts during the claim
         claimed = False
         try:
             claimed = claim()
         finally:
             if not claimed:
-                _waiting.keep(python, waiting)  # it ran nothing; the next step can have it
+                _waiting.keep(waiting)  # it ran nothing; the next step can have it
         if not claimed:
             return None
         # One that died waiting ran no step code: the claim still holds for a fresh start.
@@ -428,11 +427,12 @@ def _spawn(argv: list[str], cwd: Path | str, env: dict[str, str],
 class _Waiting:
     """A Python interpreter started ahead of its step, waiting in runner.step_launch."""
 
+    python: str  # the executable it was started from
     proc: subprocess.Popen[bytes]
     metrics_fd: int  # our end of its metrics pipe
     metrics_env: dict[str, str]  # how the interpreter finds its end
     launch_fd: int  # our end of the pipe it waits on
-    binary: tuple[int, ...] | None  # the executable it was started from, to see it replaced
+    binary: tuple[int, ...] | None  # that executable's identity, to see it replaced
 
     @classmethod
     def start(cls, python: str) -> _Waiting:
@@ -446,7 +446,7 @@ class _Waiting:
             raise
         finally:
             os.close(launch_read)
-        return cls(proc, metrics_fd, metrics_env, launch_fd, _identity(python))
+        return cls(python, proc, metrics_fd, metrics_env, launch_fd, _identity(python))
 
     def launch(self, prepared: _Prepared) -> tuple[subprocess.Popen[bytes], int] | None:
         """Hand the interpreter its step; None if it is gone (it ran nothing)."""
@@ -469,8 +469,8 @@ class _Waiting:
                 pipe.close()
         threading.Thread(target=self.proc.wait, daemon=True).start()  # reaped when it exits
 
-    def usable(self, python: str) -> bool:
-        return self.proc.poll() is None and self.binary == _identity(python)
+    def usable(self) -> bool:
+        return self.proc.poll() is None and self.binary == _identity(self.python)
 
 
 def _identity(path: str) -> tuple[int, ...] | None:
@@ -487,34 +487,32 @@ class _WaitingInterpreters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiting: tuple[str, _Waiting] | None = None
+        self._waiting: _Waiting | None = None
 
     def take(self, python: str) -> _Waiting:
         with self._lock:
             held, self._waiting = self._waiting, None
-        if held is not None and held[0] == python and held[1].usable(python):
-            return held[1]
+        if held is not None and held.python == python and held.usable():
+            return held
         if held is not None:
-            held[1].stop()
+            held.stop()
         return _Waiting.start(python)
 
-    def keep(self, python: str, waiting: _Waiting) -> None:
-        replaced = None
-        if waiting.usable(python):
+    def keep(self, waiting: _Waiting) -> None:
+        replaced = waiting
+        if waiting.usable():
             with self._lock:
-                replaced, self._waiting = self._waiting, (python, waiting)
-        else:
-            replaced = (python, waiting)
+                replaced, self._waiting = self._waiting, waiting
         if replaced is not None:
-            replaced[1].stop()
+            replaced.stop()
 
     def start_next(self, python: str) -> None:
         """Start the interpreter for the next step while this one runs."""
         with self._lock:
-            if self._waiting is not None and self._waiting[0] == python:
+            if self._waiting is not None and self._waiting.python == python:
                 return
         try:
-            self.keep(python, _Waiting.start(python))
+            self.keep(_Waiting.start(python))
         except Exception:  # the next step starts one itself, and reports why it cannot
             logger.warning("could not start an interpreter for the next step", exc_info=True)
 
