@@ -17,15 +17,16 @@ Working directory layout:
         .pipelines/lib the step-side `runner` package (context.py alone) for PYTHONPATH
 
 The attempt is claimed (the `claim` callback) before any step code runs. The interpreter's
-start-up is most of a short step's cost, so a Python step runs in an interpreter started
-ahead of it (runner.step_launch): one waits for the next step while a step runs, or, when none
-is waiting, one starts while the claim is in flight. It runs nothing of the step until the
-claim succeeds. Any other command, and a Python step whose own interpreter options or
-variables must apply at start-up (PYTHON*, LD_*, locale), starts after the claim.
+start-up is most of a short step's cost, so a Python step is forked, once the claim has
+succeeded, from a template interpreter this process keeps (runner.step_launch); the first one
+starts while the claim is in flight. Any other command, and a Python step whose own
+interpreter options or variables must apply at start-up (PYTHON*, LD_*, locale), starts as
+itself after the claim.
 """
 
 from __future__ import annotations
 
+import array
 import json
 import logging
 import marshal
@@ -34,6 +35,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -173,7 +175,7 @@ class _Prepared:
     env: dict[str, str]
     outputs: dict[str, Path]
     store: Datastore
-    launchable: bool  # can run in an interpreter started ahead of it (runner.step_launch)
+    launchable: bool  # can be forked from a template interpreter (runner.step_launch)
 
 
 def _make_workdir(root: Path, job: StepJob) -> Path:
@@ -301,7 +303,8 @@ _READ_AT_START = re.compile(r"PYTHON.*|LD_.*|LC_.*|MALLOC_.*|LANG|LANGUAGE|TZ|GL
 def _launchable(job: StepJob) -> bool:
     """Whether `python <script | -m module | -c code> ...` is what the step runs, with nothing
     of its own that acts while the process starts: interpreter options, or variables read at
-    start. Only then is an interpreter started ahead of the step the same as its own."""
+    start. Only then is a step forked from a template interpreter the same as one started as
+    itself."""
     command = job["command"]
     if len(command) < 2 or command[0] != "{python}":
         return False
@@ -360,113 +363,167 @@ def _environment(job: StepJob, workdir: Path, program: str,
 def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink, claim: _Claim,
          should_stop: Callable[[], str | None], on_start: Callable[[int], None]
          ) -> StepResult | None:
+    template = None
     if prepared.launchable:
-        waiting = _waiting.take(prepared.argv[0])  # if none waits, one starts during the claim
+        template = _templates.take(prepared.argv[0])  # if none is kept, one starts now
         claimed = False
         try:
             claimed = claim()
         finally:
             if not claimed:
-                _waiting.keep(waiting)  # it ran nothing; the next step can have it
+                _templates.keep(template)  # it ran nothing; the next step can have it
         if not claimed:
             return None
-        # One that died waiting ran no step code: the claim still holds for a fresh start.
-        proc, metrics_fd = waiting.launch(prepared) or _start(prepared)[:2]
-    else:
-        if not claim():
-            return None
-        proc, metrics_fd, _ = _start(prepared)
+    elif not claim():
+        return None
+    # A template that died ran no step code: the claim still holds for a fresh start.
+    launched = template.launch(prepared) if template is not None else None
+    proc, metrics_fd = launched or _start(prepared)
     readers = _start_readers(proc, metrics_fd, stream)
     try:
-        if prepared.launchable:
-            _waiting.start_next(prepared.argv[0])
         on_start(proc.pid)
         stop_reason = _supervise(proc, job["timeout_s"], should_stop, stream)
     finally:
         # Whatever happened, no process of the step's group outlives it.
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
+        if launched is not None and template is not None:
+            if template.reap():
+                _templates.keep(template)
+            else:
+                template.stop()
         _join_readers(readers, stream)
+    if proc.returncode is None:
+        return _failed("error", "the interpreter the step was forked from ended during the "
+                       "step, so its exit status is unknown")
     return _result(job, prepared, proc.returncode, stop_reason, stream)
 
 
-Spawned = tuple[subprocess.Popen[bytes], int, dict[str, str]]
+Started = tuple["subprocess.Popen[bytes] | _Forked", int]
 
 
-def _start(prepared: _Prepared) -> Spawned:
-    """Start the step's command as it is."""
-    return _spawn(prepared.argv, prepared.cwd, prepared.env)
-
-
-def _spawn(argv: list[str], cwd: Path | str, env: dict[str, str],
-           pass_fds: tuple[int, ...] = ()) -> Spawned:
-    """Start a process of its own session with a metrics pipe; returns the process, our end
-    of the pipe and the variables that tell the process its end."""
+def _start(prepared: _Prepared) -> Started:
+    """Start the step's command as it is, in a session of its own with a metrics pipe;
+    returns the process and our end of the pipe."""
     read_fd, write_fd = os.pipe()
-    metrics_env = {context.METRICS_FD_VAR: str(write_fd),
-                   context.METRICS_INODE_VAR: str(os.fstat(write_fd).st_ino)}
-    env = {**env, **metrics_env}
+    env = {**prepared.env, **_metrics_env(write_fd), context.METRICS_FD_VAR: str(write_fd)}
     try:
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, start_new_session=True, pass_fds=(write_fd, *pass_fds),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            prepared.argv, cwd=prepared.cwd, env=env, start_new_session=True,
+            pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
     except BaseException as exc:
         os.close(read_fd)
         if isinstance(exc, FileNotFoundError):
-            raise SetupError(f"command not found: {argv[0]}") from exc
+            raise SetupError(f"command not found: {prepared.argv[0]}") from exc
         if isinstance(exc, (OSError, ValueError)):
-            raise SetupError(f"cannot start {argv[0]}: {exc}") from exc
+            raise SetupError(f"cannot start {prepared.argv[0]}: {exc}") from exc
         raise
     finally:
         os.close(write_fd)  # the step holds its own copy; EOF comes when it (and its kin) exit
-    return proc, read_fd, metrics_env
+    return proc, read_fd
+
+
+def _metrics_env(write_fd: int) -> dict[str, str]:
+    """How runner.context knows the metrics pipe is its own and not an fd reused since."""
+    return {context.METRICS_INODE_VAR: str(os.fstat(write_fd).st_ino)}
+
+
+class _Forked:
+    """A step forked by a template (runner.step_launch): what the executor uses of a Popen.
+    `returncode` stays None if the template ends before it can tell the step's exit status."""
+
+    def __init__(self, pid: int, stdout: IO[bytes], stderr: IO[bytes],
+                 template: _Template) -> None:
+        self.pid, self.stdout, self.stderr = pid, stdout, stderr
+        self.returncode: int | None = None
+        self._exited = threading.Event()
+        threading.Thread(target=self._wait_for_status, args=(template,), daemon=True,
+                         name=f"step-status-{pid}").start()
+
+    def _wait_for_status(self, template: _Template) -> None:
+        self.returncode = template.receive_int()
+        self._exited.set()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if not self._exited.wait(timeout):
+            raise subprocess.TimeoutExpired(f"step {self.pid}", timeout or 0)
+        return self.returncode
 
 
 @dataclass
-class _Waiting:
-    """A Python interpreter started ahead of its step, waiting in runner.step_launch."""
+class _Template:
+    """A Python interpreter kept to fork steps from (runner.step_launch)."""
 
     python: str  # the executable it was started from
     proc: subprocess.Popen[bytes]
-    metrics_fd: int  # our end of its metrics pipe
-    metrics_env: dict[str, str]  # how the interpreter finds its end
-    launch_fd: int  # our end of the pipe it waits on
+    sock: socket.socket  # our end of the socket it listens on
     binary: tuple[int, ...] | None  # that executable's identity, to see it replaced
 
     @classmethod
-    def start(cls, python: str) -> _Waiting:
-        launch_read, launch_fd = os.pipe()
+    def start(cls, python: str) -> _Template:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            proc, metrics_fd, metrics_env = _spawn(
-                [python, step_launch.__file__, str(launch_read)], "/",
-                _shared_environment(python), pass_fds=(launch_read,))
+            proc = subprocess.Popen(
+                [python, step_launch.__file__, str(theirs.fileno())], cwd="/",
+                env=_shared_environment(python), start_new_session=True,
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except BaseException:
-            os.close(launch_fd)
+            ours.close()
             raise
         finally:
-            os.close(launch_read)
-        return cls(python, proc, metrics_fd, metrics_env, launch_fd, _identity(python))
+            theirs.close()
+        return cls(python, proc, ours, _identity(python))
 
-    def launch(self, prepared: _Prepared) -> tuple[subprocess.Popen[bytes], int] | None:
-        """Hand the interpreter its step; None if it is gone (it ran nothing)."""
-        launch = marshal.dumps({"cwd": str(prepared.cwd), "args": prepared.argv[1:],
-                                "env": {**prepared.env, **self.metrics_env}}, 4)
+    def launch(self, prepared: _Prepared) -> Started | None:
+        """Fork the step; None if the template is gone (no step code ran)."""
+        pipes = [os.pipe() for _ in range(step_launch.FDS)]  # stdout, stderr, metrics
+        launch = marshal.dumps({
+            "cwd": str(prepared.cwd), "args": prepared.argv[1:],
+            "env": {**prepared.env, **_metrics_env(pipes[2][1])},
+            "metrics_fd_var": context.METRICS_FD_VAR}, 4)
         try:
-            with open(self.launch_fd, "wb", closefd=False) as pipe:
-                pipe.write(len(launch).to_bytes(step_launch.SIZE_BYTES, "big") + launch)
+            self.sock.sendmsg(
+                [len(launch).to_bytes(step_launch.INT_BYTES, "big", signed=True), launch],
+                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w for _, w in pipes]))])
+            pid = self.receive_int()
         except OSError:
+            pid = None
+        finally:
+            _close(*(w for _, w in pipes))  # the step holds its own copies
+        if pid is None or pid <= 0:
+            _close(*(r for r, _ in pipes))
             self.stop()
             return None
-        os.close(self.launch_fd)
-        return self.proc, self.metrics_fd
+        stdout, stderr = (open(r, "rb") for r, _ in pipes[:2])
+        return _Forked(pid, stdout, stderr, self), pipes[2][0]
+
+    def receive_int(self) -> int | None:
+        """The template's next number; None if it is gone."""
+        data = b""
+        try:
+            while len(data) < step_launch.INT_BYTES:
+                chunk = self.sock.recv(step_launch.INT_BYTES - len(data))
+                if not chunk:
+                    return None
+                data += chunk
+        except OSError:
+            return None
+        return int.from_bytes(data, "big", signed=True)
+
+    def reap(self) -> bool:
+        """Let the template reap its step, whose group has been killed; False if it is gone."""
+        try:
+            self.sock.sendall(step_launch.REAP)
+            return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
-        """End an interpreter no step will use: closing its pipe makes it exit."""
-        _close(self.launch_fd, self.metrics_fd)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        """End a template no step will use: closing its socket makes it exit."""
+        self.sock.close()
         threading.Thread(target=self.proc.wait, daemon=True).start()  # reaped when it exits
 
     def usable(self) -> bool:
@@ -481,43 +538,33 @@ def _identity(path: str) -> tuple[int, ...] | None:
     return found.st_dev, found.st_ino, found.st_mtime_ns
 
 
-class _WaitingInterpreters:
-    """The one interpreter waiting for this process's next Python step, started from the
-    executable of the last one (a worker's target names one)."""
+class _Templates:
+    """The template this process forks its next Python step from, started from the executable
+    of the last one (a worker's target names one)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiting: _Waiting | None = None
+        self._kept: _Template | None = None
 
-    def take(self, python: str) -> _Waiting:
+    def take(self, python: str) -> _Template:
         with self._lock:
-            held, self._waiting = self._waiting, None
+            held, self._kept = self._kept, None
         if held is not None and held.python == python and held.usable():
             return held
         if held is not None:
             held.stop()
-        return _Waiting.start(python)
+        return _Template.start(python)
 
-    def keep(self, waiting: _Waiting) -> None:
-        replaced = waiting
-        if waiting.usable():
+    def keep(self, template: _Template) -> None:
+        replaced = template
+        if template.usable():
             with self._lock:
-                replaced, self._waiting = self._waiting, waiting
+                replaced, self._kept = self._kept, template
         if replaced is not None:
             replaced.stop()
 
-    def start_next(self, python: str) -> None:
-        """Start the interpreter for the next step while this one runs."""
-        with self._lock:
-            if self._waiting is not None and self._waiting.python == python:
-                return
-        try:
-            self.keep(_Waiting.start(python))
-        except Exception:  # the next step starts one itself, and reports why it cannot
-            logger.warning("could not start an interpreter for the next step", exc_info=True)
 
-
-_waiting = _WaitingInterpreters()
+_templates = _Templates()
 
 
 def _close(*fds: int | None) -> None:

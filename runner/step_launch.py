@@ -1,55 +1,120 @@
-"""Run a Python step in an interpreter that started before its step was claimed.
+"""Run Python steps in children forked from an interpreter that started before them.
 
-The executor starts `python step_launch.py <fd>` ahead of time: while the claim is in flight,
-or, for the next step, while this one runs. Start-up (the largest part of a short step) is
-then off the step's path. The interpreter waits here, having run nothing of any step, until
-the executor writes the launch to the pipe on <fd>: the step's working directory, environment
-and what follows the interpreter on its command line (a script, `-m module` or `-c code`, and
-the arguments). It then sets up what `python <that>` would have and runs it. The executor
-writes the launch only after a successful claim (R3); the pipe closed empty (an interpreter no
-longer wanted, a worker that went away) ends it here.
+Starting an interpreter is most of a short step's cost, in time and CPU. So the executor
+starts `python step_launch.py <fd>` once per worker process and keeps it: a template that
+has run nothing but Python's own start-up. For each step, once its claim has succeeded (R3),
+the executor sends on the socket <fd> the step's launch (its working directory, environment
+and what follows the interpreter on its command line: a script, `-m module` or `-c code`, and
+the arguments) with the step's stdout, stderr and metrics pipes. The template forks; the
+child becomes the step in a session of its own and runs it as `python <that>` would, while
+the template answers with the child's pid, then its exit status, and reaps it once the
+executor says so (after it has killed the step's process group: the group's id is never
+signalled after its leader is reaped). The socket closed ends the template.
 
-The interpreter was started with the environment every step shares (the executor's
+The template started with the environment every step shares (the executor's
 `_shared_environment`); a step with variables of its own that act while a process starts
-(PYTHON*, LD_*, locale: the executor's `_launchable`) is not run this way. /proc/<pid>/environ
-keeps showing the shared environment; os.environ is the step's.
+(PYTHON*, LD_*, locale: the executor's `_launchable`) is not run this way. What a forked step
+shares with its template and so with the other steps of its worker process: the hash seed of
+str and bytes, and /proc/<pid>/cmdline and environ (os.environ is the step's own).
 
 Like context.py this runs in the step's interpreter: standard library only.
 """
 
-# Only modules the interpreter has loaded before any script runs: one imported here would be
-# the one the step gets, even where its own folder holds a module of that name. For the same
-# reason no `from __future__` import: compile() would hand it on to the step's code.
+# Only modules the interpreter has loaded before any script runs (and _socket, which the
+# child forgets): one imported here would be the one the step gets, even where its own folder
+# holds a module of that name. For the same reason no `from __future__` import: compile()
+# would hand it on to the step's code.
 import _frozen_importlib
 import _frozen_importlib_external
+import _socket
 import marshal
 import os
 import site
 import sys
 
-NOT_LAUNCHED_EXIT = 75  # no step ran, so there is nothing to report
-SIZE_BYTES = 8  # the launch is its length, big-endian, then marshal data (version 4)
+INT_BYTES = 8  # every number on the socket: signed, big-endian
+FDS = 3  # the step's stdout, stderr and metrics pipes, sent with the launch
+REAP = b"r"  # the executor's word that the step's process group may go
 
 
-def read_launch(fd):
-    """The launch, or None when the pipe closed before a whole one came."""
+def serve(sock):
+    """Fork a step for each launch received until the socket closes."""
+    while True:
+        received = receive_launch(sock)
+        if received is None:
+            return
+        launch, fds = received
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            pid = -exc.errno
+        if pid == 0:
+            become_step(sock, launch, fds)
+            sys.exit()  # the step ended normally: exit as Python does after a script
+        for fd in fds:
+            os.close(fd)
+        send_int(sock, pid)
+        if pid > 0:
+            send_int(sock, exit_status(pid))
+            reaped = sock.recv(1)  # empty when the executor went away
+            os.waitpid(pid, 0)
+            if reaped != REAP:
+                return
+
+
+def receive_launch(sock):
+    """(launch, [stdout, stderr, metrics fds]), or None when the socket closed."""
     try:
-        size = int.from_bytes(_read_exactly(fd, SIZE_BYTES), "big")
-        return marshal.loads(_read_exactly(fd, size))
+        head, ancillary, _, _ = sock.recvmsg(INT_BYTES, _socket.CMSG_SPACE(FDS * 4))
+        fds = []
+        for level, kind, data in ancillary:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds += [int.from_bytes(data[i:i + 4], sys.byteorder)
+                        for i in range(0, len(data) - len(data) % 4, 4)]
+        if not head or len(fds) != FDS:
+            return None
+        head += receive_exactly(sock, INT_BYTES - len(head))
+        size = int.from_bytes(head, "big", signed=True)
+        return marshal.loads(receive_exactly(sock, size)), fds
     except (OSError, EOFError, ValueError):
         return None
-    finally:
-        os.close(fd)  # closed only here: an open launch fd means "still waiting" to onlookers
 
 
-def _read_exactly(fd, size):
+def receive_exactly(sock, size):
     data = b""
     while len(data) < size:
-        chunk = os.read(fd, size - len(data))
+        chunk = sock.recv(size - len(data))
         if not chunk:
             raise EOFError
         data += chunk
     return data
+
+
+def send_int(sock, number):
+    sock.sendall(number.to_bytes(INT_BYTES, "big", signed=True))
+
+
+def exit_status(pid):
+    """The child's exit code, or minus the signal that ended it, leaving it unreaped."""
+    found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    if found.si_code == os.CLD_EXITED:
+        return found.si_status
+    return -found.si_status
+
+
+def become_step(sock, launch, fds):
+    sock.close()
+    os.setsid()  # a group of its own: a timeout or cancel reaches its children too
+    stdout, stderr, metrics = fds
+    os.dup2(stdout, 1)
+    os.dup2(stderr, 2)
+    os.close(stdout)
+    os.close(stderr)
+    os.set_inheritable(metrics, True)  # as Popen's pass_fds leaves it, for the step's children
+    launch["env"][launch["metrics_fd_var"]] = str(metrics)
+    del sys.modules["_socket"]  # a step that imports socket loads it as a fresh one would
+    enter(launch)
+    run_as_main(launch["args"])
 
 
 def enter(launch):
@@ -68,6 +133,7 @@ def run(args):
     main.__annotations__ = {}
     main.__builtins__ = __builtins__
     sys.modules["__main__"] = main
+    sys.orig_argv = [sys.orig_argv[0], *args]
     first, rest = args[0], args[1:]
     if first in ("-m", "-c") and not rest:
         print(f"Argument expected for the {first} option", file=sys.stderr)
@@ -120,8 +186,4 @@ def run_as_main(args):
 
 
 if __name__ == "__main__":
-    launch = read_launch(int(sys.argv[1]))
-    if launch is None:
-        os._exit(NOT_LAUNCHED_EXIT)
-    enter(launch)
-    run_as_main(launch["args"])
+    serve(_socket.socket(fileno=int(sys.argv[1])))

@@ -108,15 +108,15 @@ def _is_worker(pid: int) -> bool:
         return False
 
 
-def waiting_to_launch(process: psutil.Process) -> bool:
-    """Whether the process is an interpreter started ahead of its step (runner.step_launch)
-    that still waits for it: it has run none of a step's code and holds the launch pipe open
-    in "/", where it started."""
+def is_step_template(process: psutil.Process) -> bool:
+    """Whether the process is an interpreter kept to fork steps from (runner.step_launch): it
+    runs none of a step's code, stays in "/", where it started, and holds its socket open. A
+    step forked from it has closed the socket and moved to its working directory."""
     try:
         argv = process.cmdline()
         if argv[1:2] != [step_launch.__file__] or process.cwd() != "/":
             return False
-        return os.readlink(f"/proc/{process.pid}/fd/{argv[2]}").startswith("pipe:")
+        return os.readlink(f"/proc/{process.pid}/fd/{argv[2]}").startswith("socket:")
     except (psutil.Error, IndexError, OSError):
         return False
 
@@ -124,8 +124,8 @@ def waiting_to_launch(process: psutil.Process) -> bool:
 def step_of(process: psutil.Process) -> tuple[str, str] | None:
     """(run id, attempt) of a process that runs step code, else None.
 
-    A step started as itself has them in /proc/<pid>/environ; one launched in an interpreter
-    started ahead has only its working directory, <work>/<run>/<node>-a<attempt>-<x>/code.
+    A step started as itself has them in /proc/<pid>/environ; one forked from a template
+    (runner.step_launch) has only its working directory, <work>/<run>/<node>-a<attempt>-<x>/code.
     """
     try:
         environ = process.environ()
@@ -141,8 +141,8 @@ def step_of(process: psutil.Process) -> tuple[str, str] | None:
 
 
 def runs_step_code(process: psutil.Process) -> bool:
-    """Whether a process of a step is alive and has left runner.step_launch's wait."""
+    """Whether a process of a step is alive and is not a template it was forked from."""
     try:
-        return process.status() != psutil.STATUS_ZOMBIE and not waiting_to_launch(process)
+        return process.status() != psutil.STATUS_ZOMBIE and not is_step_template(process)
     except psutil.Error:
         return False

@@ -40,8 +40,8 @@ WAITS_FOR_RELEASE = """
 
 class StepCensus(threading.Thread):
     """Counts, every 50 ms, the live processes of one run's steps under the workers that run
-    step code: a delivery's interpreter that waits for its launch while its claim is refused
-    never does (runner.step_launch)."""
+    step code: a delivery whose claim is refused forks nothing from the template that steps
+    are forked from (runner.step_launch), and the template itself runs no step code."""
 
     def __init__(self, workers, run_id: int) -> None:
         super().__init__(daemon=True)

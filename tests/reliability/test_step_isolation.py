@@ -14,8 +14,21 @@ PASSWORD = "pa55word-for-the-isolation-test"
 WORKER_KEY = "pwk_isolation_worker_key_that_must_not_leak"
 PEEK = """
     import os
+
+    def cmdline(pid):
+        return open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')
+
+    def of_the_worker(pid):  # a process of `python -m runner worker`, or a step template
+        argv = cmdline(pid)
+        return argv[1:3] == [b'-m', b'runner'] or argv[1].endswith(b'step_launch.py')
+
     print('ENV', sorted(os.environ.items()))
-    for path in (f'/proc/{os.getppid()}/environ', '/proc/self/environ'):
+    ancestors, pid = [], os.getppid()
+    while of_the_worker(pid):
+        ancestors.append(pid)
+        with open(f'/proc/{pid}/stat') as stat:
+            pid = int(stat.read().rsplit(')', 1)[1].split()[1])
+    for path in [*(f'/proc/{pid}/environ' for pid in ancestors), '/proc/self/environ']:
         try:
             print('PROC', path, open(path, 'rb').read().decode(errors='replace'))
         except OSError as exc:
@@ -38,7 +51,7 @@ def test_a_step_cannot_see_the_workers_credentials(engine, workspace, owner):
     finally:
         worker.stop()
     output = "\n".join(run.steps.get().log_lines.values_list("text", flat=True))
-    assert "PROC /proc/" in output
+    assert output.count("PROC /proc/") == 4  # the template, the pool child, the worker, itself
     assert WORKER_KEY not in output
     assert PASSWORD not in output
     assert "CELERY_BROKER_URL" not in output

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +19,7 @@ from runner import executor
 from runner.datastore import Datastore
 from runner.executor import StepResult, execute, remove_workdir
 from runner.messages import MAX_LOG_LINE_CHARS, StepJob, parse_step_job
-from tests.support import waiting_to_launch
+from tests.support import is_step_template
 
 
 class RecordingSink:
@@ -144,18 +145,25 @@ def test_on_start_gets_the_step_pid(tmp_path: Path) -> None:
     assert pids == [int(sink.texts("stdout")[0])]
 
 
-# --- The claim and the interpreter started ahead -------------------------------------------
+# --- The claim and the template steps are forked from ----------------------------------
 
 MARKS_ITS_START = """
     import os, pathlib
-    pathlib.Path(os.environ['MARK']).write_text(str(os.getpid()))
+    pathlib.Path(os.environ['MARK']).write_text(f"{os.getpid()} {os.getppid()}")
     print('ran', flush=True)
 """
 
 
-def waiting_interpreters() -> list[psutil.Process]:
-    """Interpreters this process started ahead of their steps, still waiting for them."""
-    return [child for child in psutil.Process().children() if waiting_to_launch(child)]
+def forked_from(mark: Path) -> int:
+    """The pid of the template the step that wrote the mark was forked from."""
+    pid, parent = map(int, mark.read_text().split())
+    assert pid != parent
+    return parent
+
+
+def templates() -> list[psutil.Process]:
+    """Interpreters this process keeps to fork steps from."""
+    return [child for child in psutil.Process().children() if is_step_template(child)]
 
 
 class SlowClaim:
@@ -164,120 +172,144 @@ class SlowClaim:
     def __init__(self, mark: Path, answer: bool) -> None:
         self.mark, self.answer = mark, answer
         self.calls = 0
-        self.waiting_during_claim: list[psutil.Process] = []
+        self.templates_during_claim: list[psutil.Process] = []
 
     def __call__(self) -> bool:
         self.calls += 1
         deadline = time.monotonic() + 10
-        while not self.waiting_during_claim and time.monotonic() < deadline:
-            self.waiting_during_claim = waiting_interpreters()
+        while not self.templates_during_claim and time.monotonic() < deadline:
+            self.templates_during_claim = templates()
             time.sleep(0.02)
         time.sleep(0.5)  # long enough for a script started too early to have run
         assert not self.mark.exists(), "step code ran before the claim was answered"
         return self.answer
 
 
-def stop_waiting_interpreters() -> None:
-    for waiting in waiting_interpreters():
-        waiting.kill()
-        waiting.wait(10)
+def stop_templates() -> None:
+    for template in templates():
+        template.kill()
+        template.wait(10)
 
 
-def test_a_python_step_starts_during_the_claim_and_runs_after_it(tmp_path: Path) -> None:
-    stop_waiting_interpreters()
+def test_a_template_starts_during_the_first_claim_and_the_step_forks_after_it(
+        tmp_path: Path) -> None:
+    stop_templates()
     mark = tmp_path / "mark"
     claim = SlowClaim(mark, answer=True)
     job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)})
     result, sink = run(tmp_path, job, claim=claim)
     assert result.status == "succeeded" and claim.calls == 1
-    assert [p.pid for p in claim.waiting_during_claim] == [int(mark.read_text())]
+    assert [p.pid for p in claim.templates_during_claim] == [forked_from(mark)]
     assert sink.texts("stdout") == ["ran"]
 
 
-def test_the_next_step_runs_in_an_interpreter_already_waiting(tmp_path: Path) -> None:
-    run(tmp_path, make_job(tmp_path, "pass"))
-    [waiting] = waiting_interpreters()
-    mark = tmp_path / "mark"
-    result, sink = run(tmp_path, make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)}))
-    assert result.status == "succeeded" and int(mark.read_text()) == waiting.pid
-    [next_one] = waiting_interpreters()
-    assert next_one.pid != waiting.pid
-
-
-def test_a_refused_claim_runs_nothing_and_the_interpreter_waits_for_the_next_step(
+def test_every_step_forks_from_the_template_kept_and_none_is_left_unreaped(
         tmp_path: Path) -> None:
+    run(tmp_path, make_job(tmp_path, "pass"))
+    [template] = templates()
+    for i in range(3):
+        mark = tmp_path / f"mark{i}"
+        result, _ = run(tmp_path, make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)}))
+        assert result.status == "succeeded" and forked_from(mark) == template.pid
+    assert templates() == [template] and template.children() == []
+
+
+def test_a_refused_claim_forks_nothing_and_the_template_serves_the_next_step(
+        tmp_path: Path) -> None:
+    stop_templates()
     mark = tmp_path / "mark"
     claim = SlowClaim(mark, answer=False)
     job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)})
     result, sink = run(tmp_path, job, claim=claim)
     assert result is None and claim.calls == 1
-    [waiting] = claim.waiting_during_claim
-    assert waiting_interpreters() == [waiting] and not mark.exists()
+    [template] = claim.templates_during_claim
+    assert templates() == [template] and template.children() == [] and not mark.exists()
     assert sink.texts("stdout") == []
     assert not (tmp_path / "work" / "run-1").exists()
     result, _ = run(tmp_path, job)
-    assert result.status == "succeeded" and int(mark.read_text()) == waiting.pid
+    assert result.status == "succeeded" and forked_from(mark) == template.pid
 
 
-def test_an_interpreter_that_died_waiting_is_replaced(tmp_path: Path) -> None:
+def test_a_template_that_died_is_replaced(tmp_path: Path) -> None:
     run(tmp_path, make_job(tmp_path, "pass"))
-    [waiting] = waiting_interpreters()
-    waiting.kill()
-    waiting.wait(10)
+    stop_templates()
     result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"))
     assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
+    assert len(templates()) == 1
 
 
-def test_an_interpreter_that_died_during_a_refused_claim_is_not_kept(tmp_path: Path) -> None:
+def test_a_template_that_died_during_a_refused_claim_is_not_kept(tmp_path: Path) -> None:
     def kill_and_refuse() -> bool:
-        stop_waiting_interpreters()
+        stop_templates()
         return False
 
     result, _ = run(tmp_path, make_job(tmp_path, "pass"), claim=kill_and_refuse)
-    assert result is None and waiting_interpreters() == []
+    assert result is None and templates() == []
     result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"))
     assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
 
 
-def test_an_interpreter_that_dies_during_the_claim_gives_way_to_a_fresh_start(
+def test_a_template_that_dies_during_the_claim_gives_way_to_a_fresh_start(
         tmp_path: Path) -> None:
     def kill_and_grant() -> bool:
-        stop_waiting_interpreters()
+        stop_templates()
         return True
 
     result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"), claim=kill_and_grant)
     assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
 
 
-def test_an_interpreter_whose_executable_was_replaced_is_not_used(tmp_path: Path) -> None:
+def test_a_template_that_dies_during_its_step_fails_the_step_and_ends_it(
+        tmp_path: Path) -> None:
+    run(tmp_path, make_job(tmp_path, "pass"))
+    [template] = templates()
+    job = make_job(tmp_path, "import os, time; print(os.getpid(), flush=True); time.sleep(60)")
+    pids: list[int] = []
+    killer = threading.Timer(1.0, template.kill)
+    killer.start()
+    started = time.monotonic()
+    result, sink = run(tmp_path, job, on_start=pids.append)
+    killer.join()
+    assert result.status == "failed" and result.reason == "error"
+    assert "exit status is unknown" in result.message and time.monotonic() - started < 10
+    assert wait_gone(pids[0]) and sink.texts("stdout") == [str(pids[0])]
+    result, _ = run(tmp_path, make_job(tmp_path, "pass"))
+    assert result.status == "succeeded"
+
+
+def test_a_template_whose_executable_was_replaced_is_not_used(tmp_path: Path) -> None:
     python = tmp_path / "python"
     python.symlink_to(sys.executable)
     run(tmp_path, make_job(tmp_path, "pass", python=str(python)))
-    [stale] = waiting_interpreters()
+    [stale] = templates()
     python.unlink()
     python.symlink_to("/usr/bin/python3")  # a virtualenv made again, say
-    job = make_job(tmp_path, "import os, sys; print(os.getpid(), sys.base_prefix)",
+    job = make_job(tmp_path, "import os, sys; print(os.getppid(), sys.base_prefix)",
                    python=str(python))
     result, sink = run(tmp_path, job)
-    pid, prefix = sink.texts("stdout")[0].split()
-    assert result.status == "succeeded" and int(pid) != stale.pid and prefix == "/usr"
+    parent, prefix = sink.texts("stdout")[0].split()
+    assert result.status == "succeeded" and int(parent) != stale.pid and prefix == "/usr"
 
 
-def test_a_launched_step_is_still_supervised_when_the_next_interpreter_cannot_start(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stop_waiting_interpreters()
-    start, starts = executor._Waiting.start, []
-
-    def start_once(python: str) -> Any:
-        starts.append(python)
-        if len(starts) > 1:
-            raise OSError(24, "Too many open files")
-        return start(python)
-
-    monkeypatch.setattr(executor._Waiting, "start", start_once)
-    result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"))
-    assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
-    assert len(starts) == 2 and waiting_interpreters() == []
+def test_a_forked_step_has_sockets_and_metrics_pipes_as_a_fresh_one_does(
+        tmp_path: Path) -> None:
+    script = """
+        import os, socket, subprocess, sys
+        a, b = socket.socketpair()
+        a.sendall(b"hi")
+        print(b.recv(2).decode(), flush=True)
+        from runner.context import log_metric
+        log_metric("loss", 0.5, step=1)
+        fd = int(os.environ["PIPELINES_METRICS_FD"])
+        child = "from runner.context import log_metric; log_metric('loss', 0.25, step=2)"
+        subprocess.run([sys.executable, "-c", child], pass_fds=[fd], check=True)
+    """
+    seen = []
+    for env in ({}, {"PYTHONX": "1"}):
+        result, sink = run(tmp_path, make_job(tmp_path, script, env=env))
+        assert result.status == "succeeded", sink.all_text()
+        seen.append((sink.texts("stdout"), sink.metrics))
+    assert seen[0] == seen[1] == (["hi"], [("loss", 0.5, 1), ("loss", 0.25, 2)])
 
 
 SEES = """
@@ -286,7 +318,8 @@ SEES = """
     work = os.path.dirname(os.getcwd())
     def probe(x: int) -> None: ...
     print(json.dumps({
-        "argv": sys.argv, "name": __name__, "file": __file__.replace(work, "WORK"),
+        "argv": sys.argv, "orig_argv": sys.orig_argv[1:], "name": __name__,
+        "file": __file__.replace(work, "WORK"),
         "path": [p.replace(work, "WORK") for p in sys.path], "cwd": os.getcwd() == work + "/code",
         "main": sorted(vars(sys.modules["__main__"])), "flags": list(sys.flags),
         "user_site": site.getusersitepackages().replace(work, "WORK"),
