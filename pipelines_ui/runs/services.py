@@ -273,7 +273,7 @@ def _advance(run: Run, *loaded: StepRun) -> None:
     an action touches it (or was `loaded` by the caller already), so an event costs little
     even in a run of hundreds of steps.
     """
-    spec = run_spec(run)
+    frozen = _frozen(run)
     views = {
         node: transitions.StepView(state, attempt, cancel_at is not None)
         for node, state, attempt, cancel_at in StepRun.objects.select_for_update()
@@ -281,11 +281,10 @@ def _advance(run: Run, *loaded: StepRun) -> None:
     }
     steps = _StepLoader(run)
     steps.update((step.node, step) for step in loaded)
-    policies = {n.id: transitions.NodePolicy(n.retries, n.continue_on_failure) for n in spec.nodes}
-    parents = spec.parents()
     changes = _Changes(run.pk)
     for _ in range(len(views) * 3 + 3):  # each pass settles at least one step
-        actions = transitions.next_actions(parents, policies, views, canceling=run.canceling)
+        actions = transitions.next_actions(frozen.parents, frozen.policies, views,
+                                           canceling=run.canceling)
         if not actions:
             break
         for action in actions:
@@ -294,7 +293,7 @@ def _advance(run: Run, *loaded: StepRun) -> None:
                 continue
             step = steps[action.node]
             if isinstance(action, transitions.Ready):
-                _start_step(run, spec, step, steps, _frozen(run).components)
+                _start_step(run, frozen.spec, step, steps, frozen.components)
             elif isinstance(action, transitions.Skip):
                 _end_step(step, "skipped", action.reason)
             elif isinstance(action, transitions.Cancel):
@@ -330,6 +329,8 @@ def _view(step: StepRun) -> transitions.StepView:
 class _Frozen:
     spec: Spec
     components: dict[str, ComponentDef]  # those the spec names; versions never change
+    parents: dict[str, list[str]]  # what transitions.next_actions takes, made once
+    policies: dict[str, transitions.NodePolicy]
 
 
 _frozen_cache: dict[tuple[int, datetime], _Frozen] = {}
@@ -344,7 +345,10 @@ def _frozen(run: Run) -> _Frozen:
     if frozen is None:
         registry = component_registry(run.workspace_id)
         spec = check_spec(run.workspace_id, run.spec, registry)
-        frozen = _Frozen(spec, {node.component: registry[node.component] for node in spec.nodes})
+        frozen = _Frozen(
+            spec, {node.component: registry[node.component] for node in spec.nodes},
+            spec.parents(),
+            {n.id: transitions.NodePolicy(n.retries, n.continue_on_failure) for n in spec.nodes})
         if len(_frozen_cache) > 1000:
             _frozen_cache.clear()
         _frozen_cache[key] = frozen
@@ -722,8 +726,7 @@ def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any]
 
 
 def _policy(run: Run, node_id: str) -> transitions.NodePolicy:
-    node = run_spec(run).node(node_id)
-    return transitions.NodePolicy(node.retries, node.continue_on_failure)
+    return _frozen(run).policies[node_id]
 
 
 def _transition_event(step: StepRun, event: dict[str, Any]):
