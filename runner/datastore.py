@@ -324,8 +324,11 @@ def remove_tree(path: str | os.PathLike[str]) -> None:
     if os.path.islink(path) or not os.path.isdir(path):
         os.unlink(path)
         return
-    _add_owner_write(path)
-    for folder, dirs, _files in os.walk(path):
-        for name in dirs:
-            _add_owner_write(os.path.join(folder, name))
-    shutil.rmtree(path)
+    try:
+        shutil.rmtree(path)
+    except PermissionError:  # a read-only folder inside (an artifact, a step's chmod)
+        _add_owner_write(path)
+        for folder, dirs, _files in os.walk(path):
+            for name in dirs:
+                _add_owner_write(os.path.join(folder, name))
+        shutil.rmtree(path)

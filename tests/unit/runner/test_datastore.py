@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import uuid
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from runner.datastore import Datastore, DatastoreError, tree_digest
+from runner.datastore import Datastore, DatastoreError, remove_tree, tree_digest
 
 
 def make_tree(root: Path) -> Path:
@@ -305,3 +306,30 @@ def test_memory_urls_are_fsspec_urls() -> None:
     store = Datastore("memory://")
     assert store.artifact_uri("sha256:" + "a" * 64) == "memory:///artifacts/" + "a" * 64
     assert isinstance(store.fs, fsspec.AbstractFileSystem) and not store.is_local
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_remove_tree_gives_back_write_permission_a_folder_dropped(tmp_path: Path) -> None:
+    # As root, permissions stop nothing: the removal runs as nobody, who owns the tree.
+    base = Path(f"/tmp/remove-tree-{uuid.uuid4().hex}")
+    base.mkdir(mode=0o755)
+    try:
+        tree = make_tree(base / "tree")
+        for folder, dirs, files in os.walk(base):
+            for name in [*dirs, *files, ""]:
+                os.chown(os.path.join(folder, name), 65534, 65534)
+        (tree / "sub").chmod(0o555)  # as a step's `chmod -w` would leave it
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                remove_tree(tree)
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert not tree.exists()
+    finally:
+        shutil.rmtree(base)
