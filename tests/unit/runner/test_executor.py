@@ -322,6 +322,7 @@ SEES = """
         "file": __file__.replace(work, "WORK"),
         "path": [p.replace(work, "WORK") for p in sys.path], "cwd": os.getcwd() == work + "/code",
         "main": sorted(vars(sys.modules["__main__"])), "flags": list(sys.flags),
+        "modules": sorted(sys.modules),
         "user_site": site.getusersitepackages().replace(work, "WORK"),
         "annotations": repr(probe.__annotations__), "helper": helper.__file__.replace(work, "W"),
         "env": sorted((k, v.replace(work, "WORK")) for k, v in os.environ.items()
@@ -330,14 +331,14 @@ SEES = """
 """
 
 
-def test_a_step_launched_ahead_sees_what_a_fresh_interpreter_would(tmp_path: Path) -> None:
+def test_a_forked_step_sees_what_a_fresh_interpreter_would(tmp_path: Path) -> None:
     code = {"inline": {"main.py": textwrap.dedent(SEES), "helper.py": ""}}
-    launched = make_job(tmp_path, "", code=code, params={"arguments": ["--n", "3"]})
+    forked = make_job(tmp_path, "", code=code, params={"arguments": ["--n", "3"]})
     fresh = make_job(tmp_path, "", code=code, params={"arguments": ["--n", "3"]},
                      env={"PYTHONX": "1"})
-    assert executor._launchable(launched) and not executor._launchable(fresh)
+    assert executor._launchable(forked) and not executor._launchable(fresh)
     seen = []
-    for job in (launched, fresh):
+    for job in (forked, fresh):
         result, sink = run(tmp_path, job)
         assert result.status == "succeeded", sink.all_text()
         seen.append(json.loads(sink.texts("stdout")[0]))
@@ -354,7 +355,7 @@ def test_a_module_of_the_steps_own_wins_over_the_stdlib_one_of_that_name(tmp_pat
 
 @pytest.mark.parametrize("script", ["raise KeyboardInterrupt", "import sys; sys.exit(4)",
                                     "raise SystemExit('bad input')", "1/0"])
-def test_a_launched_step_ends_as_a_fresh_one_would(tmp_path: Path, script: str) -> None:
+def test_a_forked_step_ends_as_a_fresh_one_would(tmp_path: Path, script: str) -> None:
     ends = []
     for env in ({}, {"PYTHONX": "1"}):
         result, _ = run(tmp_path, make_job(tmp_path, script, env=env))
@@ -362,7 +363,7 @@ def test_a_launched_step_ends_as_a_fresh_one_would(tmp_path: Path, script: str) 
     assert ends[0] == ends[1]
 
 
-def test_the_traceback_of_a_launched_step_is_its_own(tmp_path: Path) -> None:
+def test_the_traceback_of_a_forked_step_is_its_own(tmp_path: Path) -> None:
     job = make_job(tmp_path, """
         def fail():
             raise ValueError("bad row 7")
