@@ -363,30 +363,27 @@ def _environment(job: StepJob, workdir: Path, program: str,
 def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink, claim: _Claim,
          should_stop: Callable[[], str | None], on_start: Callable[[int], None]
          ) -> StepResult | None:
-    template = None
-    if prepared.launchable:
-        template = _templates.take(prepared.argv[0])  # if none is kept, one starts now
-        claimed = False
-        try:
-            claimed = claim()
-        finally:
-            if not claimed:
-                _templates.keep(template)  # it ran nothing; the next step can have it
-        if not claimed:
-            return None
-    elif not claim():
+    template = _take_template(prepared)  # if none is kept, one starts during the claim
+    claimed = False
+    try:
+        claimed = claim()
+    finally:
+        if template is not None and not claimed:
+            _templates.keep(template)  # it forked nothing; the next step can have it
+    if not claimed:
         return None
-    # A template that died ran no step code: the claim still holds for a fresh start.
+    # A template that is gone forked nothing that will run: the claim holds for a fresh start.
     launched = template.launch(prepared) if template is not None else None
     proc, metrics_fd = launched or _start(prepared)
-    readers = _start_readers(proc, metrics_fd, stream)
+    readers: list[threading.Thread] = []
     try:
+        readers = _start_readers(proc, metrics_fd, stream)
         on_start(proc.pid)
         stop_reason = _supervise(proc, job["timeout_s"], should_stop, stream)
     finally:
         # Whatever happened, no process of the step's group outlives it.
         _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
+        _wait_killed(proc)
         if launched is not None and template is not None:
             if template.reap():
                 _templates.keep(template)
@@ -399,7 +396,18 @@ def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink, claim: _Claim,
     return _result(job, prepared, proc.returncode, stop_reason, stream)
 
 
-Started = tuple["subprocess.Popen[bytes] | _Forked", int]
+def _take_template(prepared: _Prepared) -> _Template | None:
+    if not prepared.launchable:
+        return None
+    try:
+        return _templates.take(prepared.argv[0])
+    except (OSError, ValueError):  # the fresh start after the claim says why, to the owner
+        logger.warning("could not start a template interpreter", exc_info=True)
+        return None
+
+
+Process = "subprocess.Popen[bytes] | _Forked"  # a step started as itself, or forked
+Started = tuple[Process, int]
 
 
 def _start(prepared: _Prepared) -> Started:
@@ -436,7 +444,7 @@ class _Forked:
 
     def __init__(self, pid: int, stdout: IO[bytes], stderr: IO[bytes],
                  template: _Template) -> None:
-        self.pid, self.stdout, self.stderr = pid, stdout, stderr
+        self.pid, self.stdout, self.stderr, self.template = pid, stdout, stderr, template
         self.returncode: int | None = None
         self._exited = threading.Event()
         threading.Thread(target=self._wait_for_status, args=(template,), daemon=True,
@@ -452,6 +460,17 @@ class _Forked:
         return self.returncode
 
 
+def _wait_killed(proc: Process) -> None:
+    """Wait for a step whose group was sent SIGKILL. A template that does not tell its exit
+    status by then (a step stopped it with SIGSTOP, say) is killed: the step is gone anyway."""
+    if isinstance(proc, _Forked):
+        try:
+            proc.wait(KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.template.kill()
+    proc.wait()
+
+
 @dataclass
 class _Template:
     """A Python interpreter kept to fork steps from (runner.step_launch)."""
@@ -460,6 +479,7 @@ class _Template:
     proc: subprocess.Popen[bytes]
     sock: socket.socket  # our end of the socket it listens on
     binary: tuple[int, ...] | None  # that executable's identity, to see it replaced
+    folders: list[tuple[str, int]] | None = None  # its sys.path folders' mtimes, once known
 
     @classmethod
     def start(cls, python: str) -> _Template:
@@ -478,40 +498,60 @@ class _Template:
         return cls(python, proc, ours, _identity(python))
 
     def launch(self, prepared: _Prepared) -> Started | None:
-        """Fork the step; None if the template is gone (no step code ran)."""
-        pipes = [os.pipe() for _ in range(step_launch.FDS)]  # stdout, stderr, metrics
+        """Fork the step; None if the template is gone, and then nothing of the step runs."""
+        if self.folders is None:
+            folders = self._receive_bytes()
+            if folders is None:
+                self.stop()
+                return None
+            self.folders = marshal.loads(folders)
+        (out_r, out_w), (err_r, err_w), (metrics_r, metrics_w), (launch_r, launch_w) = (
+            os.pipe() for _ in range(step_launch.FDS))
         launch = marshal.dumps({
             "cwd": str(prepared.cwd), "args": prepared.argv[1:],
-            "env": {**prepared.env, **_metrics_env(pipes[2][1])},
+            "env": {**prepared.env, **_metrics_env(metrics_w)},
             "metrics_fd_var": context.METRICS_FD_VAR}, 4)
+        passed = array.array("i", [out_w, err_w, metrics_w, launch_r])
         try:
-            self.sock.sendmsg(
-                [len(launch).to_bytes(step_launch.INT_BYTES, "big", signed=True), launch],
-                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w for _, w in pipes]))])
+            self.sock.sendmsg([step_launch.FORK],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, passed)])
             pid = self.receive_int()
         except OSError:
             pid = None
         finally:
-            _close(*(w for _, w in pipes))  # the step holds its own copies
-        if pid is None or pid <= 0:
-            _close(*(r for r, _ in pipes))
+            _close(out_w, err_w, metrics_w, launch_r)  # a child has its own copies
+        if pid is None or pid <= 0:  # a child forked all the same finds its launch pipe empty
+            _close(launch_w, out_r, err_r, metrics_r)
             self.stop()
             return None
-        stdout, stderr = (open(r, "rb") for r, _ in pipes[:2])
-        return _Forked(pid, stdout, stderr, self), pipes[2][0]
+        try:
+            with open(launch_w, "wb") as pipe:  # to the child alone: the template never sees it
+                pipe.write(len(launch).to_bytes(step_launch.INT_BYTES, "big", signed=True))
+                pipe.write(launch)
+        except OSError:
+            pass  # the child is gone already; the template tells how it ended
+        return _Forked(pid, open(out_r, "rb"), open(err_r, "rb"), self), metrics_r
 
     def receive_int(self) -> int | None:
         """The template's next number; None if it is gone."""
+        data = self._receive_exactly(step_launch.INT_BYTES)
+        return None if data is None else int.from_bytes(data, "big", signed=True)
+
+    def _receive_bytes(self) -> bytes | None:
+        size = self.receive_int()
+        return None if size is None else self._receive_exactly(size)
+
+    def _receive_exactly(self, size: int) -> bytes | None:
         data = b""
         try:
-            while len(data) < step_launch.INT_BYTES:
-                chunk = self.sock.recv(step_launch.INT_BYTES - len(data))
+            while len(data) < size:
+                chunk = self.sock.recv(size - len(data))
                 if not chunk:
                     return None
                 data += chunk
         except OSError:
             return None
-        return int.from_bytes(data, "big", signed=True)
+        return data
 
     def reap(self) -> bool:
         """Let the template reap its step, whose group has been killed; False if it is gone."""
@@ -526,8 +566,23 @@ class _Template:
         self.sock.close()
         threading.Thread(target=self.proc.wait, daemon=True).start()  # reaped when it exits
 
+    def kill(self) -> None:
+        """End a template that does not answer; what waits on its socket then sees it gone."""
+        self.proc.kill()
+
     def usable(self) -> bool:
-        return self.proc.poll() is None and self.binary == _identity(self.python)
+        """Alive, and started from what a fresh interpreter would start from today."""
+        if self.proc.poll() is not None or self.binary != _identity(self.python):
+            return False
+        return self.folders is None or all(_mtime(folder) == mtime
+                                           for folder, mtime in self.folders)
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def _identity(path: str) -> tuple[int, ...] | None:
@@ -573,7 +628,7 @@ def _close(*fds: int | None) -> None:
             os.close(fd)
 
 
-def _supervise(proc: subprocess.Popen[bytes], timeout_s: float,
+def _supervise(proc: Process, timeout_s: float,
                should_stop: Callable[[], str | None], stream: _StreamSink) -> Reason | None:
     """Wait for the step; stop it on timeout or request and return why, else None."""
     deadline = time.monotonic() + timeout_s
@@ -605,7 +660,7 @@ def _requested_stop(should_stop: Callable[[], str | None]) -> Reason | None:
     return "lost_contact" if wanted == "lost_contact" else "canceled"
 
 
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
+def _terminate(proc: Process) -> None:
     """SIGTERM the step's process group, then SIGKILL it after the grace period."""
     _signal_group(proc.pid, signal.SIGTERM)
     try:
@@ -613,7 +668,7 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         pass
     _signal_group(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _wait_killed(proc)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -713,7 +768,7 @@ def _is_finite_number(value: Any) -> bool:
             and math.isfinite(value))
 
 
-def _start_readers(proc: subprocess.Popen[bytes], metrics_fd: int,
+def _start_readers(proc: Process, metrics_fd: int,
                    stream: _StreamSink) -> list[threading.Thread]:
     assert proc.stdout is not None and proc.stderr is not None
     sources: list[tuple[IO[bytes], Callable[[str], None]]] = [

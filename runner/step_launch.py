@@ -2,20 +2,26 @@
 
 Starting an interpreter is most of a short step's cost, in time and CPU. So the executor
 starts `python step_launch.py <fd>` once per worker process and keeps it: a template that
-has run nothing but Python's own start-up. For each step, once its claim has succeeded (R3),
-the executor sends on the socket <fd> the step's launch (its working directory, environment
-and what follows the interpreter on its command line: a script, `-m module` or `-c code`, and
-the arguments) with the step's stdout, stderr and metrics pipes. The template forks; the
-child becomes the step in a session of its own and runs it as `python <that>` would, while
-the template answers with the child's pid, then its exit status, and reaps it once the
-executor says so (after it has killed the step's process group: the group's id is never
-signalled after its leader is reaped). The socket closed ends the template.
+has run nothing but Python's own start-up. It first tells the executor the folders on its
+sys.path with their modification times, so that a template whose virtualenv has changed since
+(a package installed, a .pth file added) is replaced. Then, for each step, once its claim has
+succeeded (R3), the executor sends on the socket <fd> the step's stdout, stderr and metrics
+pipes and the read end of a launch pipe. The template forks and answers with the child's pid;
+the executor then writes the launch to the child alone: the step's working directory,
+environment (secrets included) and what follows the interpreter on its command line (a
+script, `-m module` or `-c code`, and the arguments). So the template never holds any step's
+data, which every later fork would copy, and a child whose pid never reached the executor
+reads an empty pipe and runs nothing. The child becomes the step in a session of its own and
+runs it as `python <that>` would. The template answers with its exit status and reaps it once
+the executor says so, after the executor has killed the step's process group: the group's id
+is never signalled once its leader is reaped. The socket closed ends the template.
 
 The template started with the environment every step shares (the executor's
 `_shared_environment`); a step with variables of its own that act while a process starts
 (PYTHON*, LD_*, locale: the executor's `_launchable`) is not run this way. What a forked step
 shares with its template and so with the other steps of its worker process: the hash seed of
-str and bytes, and /proc/<pid>/cmdline and environ (os.environ is the step's own).
+str and bytes, its parent process, and /proc/<pid>/cmdline and environ (os.environ is the
+step's own).
 
 Like context.py this runs in the step's interpreter: standard library only.
 """
@@ -26,30 +32,34 @@ Like context.py this runs in the step's interpreter: standard library only.
 # would hand it on to the step's code.
 import _frozen_importlib
 import _frozen_importlib_external
+import _signal
 import _socket
 import marshal
 import os
 import site
 import sys
 
-INT_BYTES = 8  # every number on the socket: signed, big-endian
-FDS = 3  # the step's stdout, stderr and metrics pipes, sent with the launch
+INT_BYTES = 8  # every number on the socket and the launch's length: signed, big-endian
+FDS = 4  # the step's stdout, stderr and metrics pipes, then the launch pipe's read end
+FORK = b"f"  # the executor's word that comes with those
 REAP = b"r"  # the executor's word that the step's process group may go
+NOT_LAUNCHED_EXIT = 75  # a child that got no launch ran nothing
 
 
 def serve(sock):
-    """Fork a step for each launch received until the socket closes."""
+    """Tell the executor the site folders, then fork a step for each launch until the socket
+    closes."""
+    send_bytes(sock, marshal.dumps(site_folders(), 4))
     while True:
-        received = receive_launch(sock)
-        if received is None:
+        fds = receive_fds(sock)
+        if fds is None:
             return
-        launch, fds = received
         try:
             pid = os.fork()
         except OSError as exc:
             pid = -exc.errno
         if pid == 0:
-            become_step(sock, launch, fds)
+            become_step(sock, fds)
             sys.exit()  # the step ended normally: exit as Python does after a script
         for fd in fds:
             os.close(fd)
@@ -62,36 +72,40 @@ def serve(sock):
                 return
 
 
-def receive_launch(sock):
-    """(launch, [stdout, stderr, metrics fds]), or None when the socket closed."""
+def site_folders():
+    """The folders on sys.path (less the script's) with their modification times: a file
+    added to one, say a .pth or a package, changes what a fresh interpreter would start with."""
+    found = []
+    for folder in sys.path[1:]:
+        try:
+            found.append((folder, os.stat(folder).st_mtime_ns))
+        except OSError:
+            pass
+    return found
+
+
+def receive_fds(sock):
+    """The FDS descriptors of the next step, or None when the socket closed."""
     try:
-        head, ancillary, _, _ = sock.recvmsg(INT_BYTES, _socket.CMSG_SPACE(FDS * 4))
-        fds = []
-        for level, kind, data in ancillary:
-            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                fds += [int.from_bytes(data[i:i + 4], sys.byteorder)
-                        for i in range(0, len(data) - len(data) % 4, 4)]
-        if not head or len(fds) != FDS:
-            return None
-        head += receive_exactly(sock, INT_BYTES - len(head))
-        size = int.from_bytes(head, "big", signed=True)
-        return marshal.loads(receive_exactly(sock, size)), fds
-    except (OSError, EOFError, ValueError):
+        word, ancillary, _, _ = sock.recvmsg(1, _socket.CMSG_SPACE(FDS * 4))
+    except OSError:
         return None
-
-
-def receive_exactly(sock, size):
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
+    fds = []
+    for level, kind, data in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += [int.from_bytes(data[i:i + 4], sys.byteorder)
+                    for i in range(0, len(data) - len(data) % 4, 4)]
+    if word != FORK or len(fds) != FDS:
+        return None
+    return fds
 
 
 def send_int(sock, number):
     sock.sendall(number.to_bytes(INT_BYTES, "big", signed=True))
+
+
+def send_bytes(sock, data):
+    sock.sendall(len(data).to_bytes(INT_BYTES, "big", signed=True) + data)
 
 
 def exit_status(pid):
@@ -102,19 +116,43 @@ def exit_status(pid):
     return -found.si_status
 
 
-def become_step(sock, launch, fds):
+def become_step(sock, fds):
     sock.close()
     os.setsid()  # a group of its own: a timeout or cancel reaches its children too
-    stdout, stderr, metrics = fds
+    stdout, stderr, metrics, launch_fd = fds
     os.dup2(stdout, 1)
     os.dup2(stderr, 2)
     os.close(stdout)
     os.close(stderr)
+    launch = read_launch(launch_fd)
+    if launch is None:
+        os._exit(NOT_LAUNCHED_EXIT)
     os.set_inheritable(metrics, True)  # as Popen's pass_fds leaves it, for the step's children
     launch["env"][launch["metrics_fd_var"]] = str(metrics)
     del sys.modules["_socket"]  # a step that imports socket loads it as a fresh one would
     enter(launch)
     run_as_main(launch["args"])
+
+
+def read_launch(fd):
+    """The launch the executor wrote, or None when the pipe closed before a whole one came."""
+    try:
+        size = int.from_bytes(read_exactly(fd, INT_BYTES), "big", signed=True)
+        return marshal.loads(read_exactly(fd, size))
+    except (OSError, EOFError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_exactly(fd, size):
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
 
 
 def enter(launch):
@@ -177,12 +215,27 @@ def run_as_main(args):
         while traceback is not None and traceback.tb_frame.f_code.co_filename == __file__:
             traceback = traceback.tb_next
         sys.excepthook(type(exc), exc, exc.with_traceback(traceback).__traceback__)
-        if isinstance(exc, KeyboardInterrupt):  # Python ends by the signal, as it came
-            import _signal  # built in: no folder can shadow it
-
-            _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
-            os.kill(os.getpid(), _signal.SIGINT)
+        if isinstance(exc, KeyboardInterrupt):
+            end_as_interrupted()
         sys.exit(1)
+
+
+def end_as_interrupted():
+    """What Python does after an uncaught KeyboardInterrupt: shut down as usual (threads
+    joined, atexit run, output flushed), then end by SIGINT, as the interrupt came."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading._shutdown()
+    import atexit  # built in: no folder can shadow it, and the step's code has run
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+    os.kill(os.getpid(), _signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -111,10 +111,13 @@ def _is_worker(pid: int) -> bool:
 def is_step_template(process: psutil.Process) -> bool:
     """Whether the process is an interpreter kept to fork steps from (runner.step_launch): it
     runs none of a step's code, stays in "/", where it started, and holds its socket open. A
-    step forked from it has closed the socket and moved to its working directory."""
+    step forked from it shares its command line, but its parent is that template."""
     try:
         argv = process.cmdline()
         if argv[1:2] != [step_launch.__file__] or process.cwd() != "/":
+            return False
+        parent = process.parent()
+        if parent is not None and parent.cmdline()[1:2] == [step_launch.__file__]:
             return False
         return os.readlink(f"/proc/{process.pid}/fd/{argv[2]}").startswith("socket:")
     except (psutil.Error, IndexError, OSError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import threading
@@ -15,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from runner import executor
+from runner import executor, step_launch
 from runner.datastore import Datastore
 from runner.executor import StepResult, execute, remove_workdir
 from runner.messages import MAX_LOG_LINE_CHARS, StepJob, parse_step_job
@@ -211,7 +212,15 @@ def test_every_step_forks_from_the_template_kept_and_none_is_left_unreaped(
         mark = tmp_path / f"mark{i}"
         result, _ = run(tmp_path, make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)}))
         assert result.status == "succeeded" and forked_from(mark) == template.pid
-    assert templates() == [template] and template.children() == []
+    assert templates() == [template] and reaped_all(template)
+
+
+def reaped_all(template: psutil.Process) -> bool:
+    """Whether the template has reaped its steps (it does so just after the executor's word)."""
+    deadline = time.monotonic() + 5
+    while template.children() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return template.children() == []
 
 
 def test_a_refused_claim_forks_nothing_and_the_template_serves_the_next_step(
@@ -223,7 +232,7 @@ def test_a_refused_claim_forks_nothing_and_the_template_serves_the_next_step(
     result, sink = run(tmp_path, job, claim=claim)
     assert result is None and claim.calls == 1
     [template] = claim.templates_during_claim
-    assert templates() == [template] and template.children() == [] and not mark.exists()
+    assert templates() == [template] and reaped_all(template) and not mark.exists()
     assert sink.texts("stdout") == []
     assert not (tmp_path / "work" / "run-1").exists()
     result, _ = run(tmp_path, job)
@@ -291,6 +300,101 @@ def test_a_template_whose_executable_was_replaced_is_not_used(tmp_path: Path) ->
     assert result.status == "succeeded" and int(parent) != stale.pid and prefix == "/usr"
 
 
+def test_a_template_whose_virtualenv_changed_is_not_used(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    run(tmp_path, make_job(tmp_path, "pass", python=python))
+    [stale] = templates()
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "mymod.py").write_text("")
+    site_packages = next((venv / "lib").glob("python*/site-packages"))
+    (site_packages / "library.pth").write_text(f"{library}\n")  # as `pip install -e` adds
+    job = make_job(tmp_path, "import os, mymod; print(os.getppid())", python=python)
+    result, sink = run(tmp_path, job)
+    assert result.status == "succeeded", sink.all_text()
+    assert int(sink.texts("stdout")[0]) != stale.pid
+
+
+FINDS_IN_ITS_MEMORY = """
+    import os, re
+    found = set()
+    with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as memory:
+        for line in maps:
+            span, permissions = line.split()[:2]
+            if 'r' not in permissions or '[vvar]' in line or '[vsyscall]' in line:
+                continue
+            start, end = (int(x, 16) for x in span.split('-'))
+            try:
+                memory.seek(start)
+                found.update(re.findall(rb'secret-of-step-a-[0-9a-f]{8}',
+                                        memory.read(end - start)))
+            except OSError:
+                pass
+    print(sorted(found))
+"""
+
+
+def test_a_forked_step_finds_nothing_of_an_earlier_steps_secrets_in_its_memory(
+        tmp_path: Path) -> None:
+    # Of several sizes, since what stays in freed memory depends on the allocator.
+    secrets = {f"KEY_{size}": f"secret-of-step-a-{uuid.uuid4().hex[:8]}" + "x" * size
+               for size in (0, 50, 300, 5000)}
+    result, _ = run(tmp_path, make_job(tmp_path, "pass", secrets=secrets))
+    assert result.status == "succeeded"
+    [template] = templates()
+    result, sink = run(tmp_path, make_job(tmp_path, FINDS_IN_ITS_MEMORY))
+    assert result.status == "succeeded", sink.all_text()
+    assert sink.texts("stdout") == ["[]"] and templates() == [template]
+
+
+def test_a_step_that_stops_its_template_still_ends_on_its_timeout(tmp_path: Path) -> None:
+    job = make_job(tmp_path, """
+        import os, signal, time
+        os.kill(os.getppid(), signal.SIGSTOP)
+        time.sleep(60)
+    """, timeout_s=1)
+    started = time.monotonic()
+    result, _ = run(tmp_path, job)
+    assert result.status == "failed" and time.monotonic() - started < 15
+    result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"))
+    assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
+
+
+def test_a_template_that_dies_before_telling_the_pid_runs_no_step_and_a_fresh_start_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stop_templates()
+    source = Path(step_launch.__file__).read_text()
+    dies = tmp_path / "step_launch.py"  # a template killed between its fork and its answer
+    dies.write_text(source.replace("        send_int(sock, pid)\n", "        os._exit(1)\n", 1))
+    assert dies.read_text() != source
+    monkeypatch.setattr(executor.step_launch, "__file__", str(dies))
+    runs = tmp_path / "runs"
+    job = make_job(tmp_path, """
+        import os, time
+        with open(os.environ['RUNS'], 'a') as runs:
+            runs.write(f"{os.getpid()}\\n")
+        time.sleep(0.5)
+    """, env={"RUNS": str(runs)})
+    result, sink = run(tmp_path, job)
+    time.sleep(0.5)  # a forked child would have written by now
+    assert result.status == "succeeded", sink.all_text()
+    assert len(runs.read_text().split()) == 1
+
+
+def test_a_template_that_cannot_start_gives_way_to_a_fresh_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stop_templates()
+
+    def cannot_start(python: str) -> Any:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(executor._Template, "start", cannot_start)
+    result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"))
+    assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
+
+
 def test_a_forked_step_has_sockets_and_metrics_pipes_as_a_fresh_one_does(
         tmp_path: Path) -> None:
     script = """
@@ -353,13 +457,24 @@ def test_a_module_of_the_steps_own_wins_over_the_stdlib_one_of_that_name(tmp_pat
     assert result.status == "succeeded" and sink.texts("stdout")[0].endswith("/code/json.py")
 
 
-@pytest.mark.parametrize("script", ["raise KeyboardInterrupt", "import sys; sys.exit(4)",
-                                    "raise SystemExit('bad input')", "1/0"])
-def test_a_forked_step_ends_as_a_fresh_one_would(tmp_path: Path, script: str) -> None:
+SHUTS_DOWN = """
+    import atexit, threading, time
+    atexit.register(lambda: print('atexit ran', flush=True))
+    threading.Thread(target=lambda: (time.sleep(0.3), print('thread done', flush=True))).start()
+"""
+
+
+@pytest.mark.parametrize("end", ["raise KeyboardInterrupt", "import sys; sys.exit(4)",
+                                 "raise SystemExit('bad input')", "1/0", "import os; os._exit(7)",
+                                 "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"])
+def test_a_forked_step_ends_as_a_fresh_one_would(tmp_path: Path, end: str) -> None:
+    script = textwrap.dedent(SHUTS_DOWN) + end
+    compile(script, "main.py", "exec")  # what ends it is the line under test
     ends = []
     for env in ({}, {"PYTHONX": "1"}):
-        result, _ = run(tmp_path, make_job(tmp_path, script, env=env))
-        ends.append((result.status, result.reason, result.exit_code, result.message))
+        result, sink = run(tmp_path, make_job(tmp_path, script, env=env))
+        ends.append((result.status, result.reason, result.exit_code, result.message,
+                     sink.texts("stdout")))
     assert ends[0] == ends[1]
 
 
