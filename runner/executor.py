@@ -447,11 +447,11 @@ class _Forked:
         self.pid, self.stdout, self.stderr, self.template = pid, stdout, stderr, template
         self.returncode: int | None = None
         self._exited = threading.Event()
-        threading.Thread(target=self._wait_for_status, args=(template,), daemon=True,
+        threading.Thread(target=self._wait_for_status, daemon=True,
                          name=f"step-status-{pid}").start()
 
-    def _wait_for_status(self, template: _Template) -> None:
-        self.returncode = template.receive_int()
+    def _wait_for_status(self) -> None:
+        self.returncode = self.template.receive_int()
         self._exited.set()
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -526,8 +526,7 @@ class _Template:
             return None
         try:
             with open(launch_w, "wb") as pipe:  # to the child alone: the template never sees it
-                pipe.write(len(launch).to_bytes(step_launch.INT_BYTES, "big", signed=True))
-                pipe.write(launch)
+                pipe.write(step_launch.framed(launch))
         except OSError:
             pass  # the child is gone already; the template tells how it ended
         return _Forked(pid, open(out_r, "rb"), open(err_r, "rb"), self), metrics_r
@@ -542,16 +541,10 @@ class _Template:
         return None if size is None else self._receive_exactly(size)
 
     def _receive_exactly(self, size: int) -> bytes | None:
-        data = b""
         try:
-            while len(data) < size:
-                chunk = self.sock.recv(size - len(data))
-                if not chunk:
-                    return None
-                data += chunk
-        except OSError:
+            return step_launch.read_exactly(self.sock.fileno(), size)
+        except (OSError, EOFError):  # a closed socket's fileno() is -1: EBADF
             return None
-        return data
 
     def reap(self) -> bool:
         """Let the template reap its step, whose group has been killed; False if it is gone."""

@@ -105,7 +105,12 @@ def send_int(sock, number):
 
 
 def send_bytes(sock, data):
-    sock.sendall(len(data).to_bytes(INT_BYTES, "big", signed=True) + data)
+    sock.sendall(framed(data))
+
+
+def framed(data):
+    """Data as the other side reads it: its length, then itself."""
+    return len(data).to_bytes(INT_BYTES, "big", signed=True) + data
 
 
 def exit_status(pid):
