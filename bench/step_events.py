@@ -7,8 +7,9 @@ No worker and no broker: the script plays the worker's part in process. For a ch
 steps it posts each step's "started" and "finished" report to the real view through Django's
 test client; the jobs are built and dispatched as always, only the broker's send is replaced
 by a list. So the engine's server side can be measured and profiled without the noise of
-subprocesses. `--profile` prints the functions that took the most time, `--sql` the queries
-of one step.
+subprocesses. Then the same for a fan-out (one root, N children): its root's "finished"
+report dispatches every child in one transaction, so its time is printed on its own.
+`--profile` prints the functions that took the most time, `--sql` the queries of one step.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--postgres", default="", help="a PostgreSQL URL (its data is kept)")
     parser.add_argument("--chain", type=int, default=50)
+    parser.add_argument("--fanout", type=int, default=200)
     parser.add_argument("--profile", nargs="?", const="cumulative",
                         choices=["cumulative", "tottime"],
                         help="print the top functions, by cumulative (default) or own time")
@@ -63,6 +65,15 @@ def chain(n: int, target: str, nonce: str) -> dict:
     return {"parameters": {}, "nodes": nodes, "edges": edges}
 
 
+def fanout(n: int, target: str, nonce: str) -> dict:
+    spec = chain(1, target, nonce)
+    spec["nodes"] += [{"id": f"leaf{i}", "component": "python-script@1", "compute": target,
+                       "params": {"code": "pass\n", "nonce": nonce},
+                       "ports": {"inputs": [{"name": "x"}], "outputs": []}} for i in range(n)]
+    spec["edges"] = [{"from": "s0.out", "to": f"leaf{i}.x"} for i in range(n)]
+    return spec
+
+
 class Timings:
     def __init__(self) -> None:
         self.ms: dict[str, list[float]] = {}
@@ -86,6 +97,8 @@ class Timings:
 
     def print(self) -> None:
         for name, values in self.ms.items():
+            if name.startswith("fan-out"):
+                continue
             print(f"  {name:<10} median {statistics.median(values):6.1f} ms "
                   f"({statistics.median(self.cpu_ms[name]):5.1f} ms CPU), "
                   f"{statistics.median(self.queries[name]):4.0f} queries")
@@ -131,32 +144,47 @@ def main() -> None:
             headers={"Authorization": f"StepToken {services.step_token(step_id, attempt_id)}"})
         assert response.status_code == 200, response.content
 
-    def run_chain() -> None:
-        pipeline = Pipeline.objects.create(workspace=workspace, name=f"chain {uuid.uuid4().hex}",
-                                           spec=chain(args.chain, f"bench-{tag}", uuid.uuid4().hex))
-        timings.measure("submit", lambda: services.submit_run(pipeline, user=user))
+    def play(spec: dict, label: str = "") -> None:
+        """Submit the pipeline, then claim and finish each job as it is sent."""
+        pipeline = Pipeline.objects.create(workspace=workspace, name=f"bench {uuid.uuid4().hex}",
+                                           spec=spec)
+        timings.measure(f"{label}submit", lambda: services.submit_run(pipeline, user=user))
         while sent:
-            step_id, attempt_id = sent.pop()
-            timings.measure("started", post, step_id, attempt_id, {
+            step_id, attempt_id = sent.pop(0)
+            timings.measure(f"{label}started", post, step_id, attempt_id, {
                 "type": "started", "claim": uuid.uuid4().hex, "worker": "bench", "pid": 1})
             digest = "sha256:" + uuid.uuid4().hex * 2
-            timings.measure("finished", post, step_id, attempt_id, {
+            dispatches = len(sent)
+            timings.measure(f"{label}finished", post, step_id, attempt_id, {
                 "type": "finished", "exit_code": 0, "outputs": {"out": {
                     "digest": digest, "uri": f"file:///tmp/{digest}", "size": 1}}})
+            if len(sent) - dispatches > 1:  # the fan-out's root: it dispatched every child
+                timings.ms[f"{label}root"] = [timings.ms[f"{label}finished"].pop()]
+                timings.cpu_ms[f"{label}root"] = [timings.cpu_ms[f"{label}finished"].pop()]
+                timings.queries[f"{label}root"] = [timings.queries[f"{label}finished"].pop()]
 
-    run_chain()  # warm-up: imports, caches, first queries
+    target = f"bench-{tag}"
+    play(chain(args.chain, target, uuid.uuid4().hex))  # warm-up: imports, caches, queries
     timings = Timings()
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
-    run_chain()
+    play(chain(args.chain, target, uuid.uuid4().hex))
     if profiler:
         profiler.disable()
+    if args.fanout:
+        play(fanout(args.fanout, target, uuid.uuid4().hex), label="fan-out ")
     database = "postgresql" if args.postgres else "sqlite"
-    print(f"server side of a chain of {args.chain} steps, database={database}, per step:")
+    print(f"server side, database={database}; a chain of {args.chain} steps, per step:")
     timings.print()
     total = sum(statistics.median(timings.ms[k]) for k in ("started", "finished"))
     print(f"  total      {total:6.1f} ms a step (finished includes the next step's dispatch)")
+    if args.fanout:
+        root_ms = timings.ms["fan-out root"][0]
+        print(f"a fan-out of {args.fanout}: its root's finished report took {root_ms:.0f} ms "
+              f"({root_ms / args.fanout:.1f} ms a child dispatched); a child's reports, median: "
+              f"started {statistics.median(timings.ms['fan-out started']):.1f} ms, "
+              f"finished {statistics.median(timings.ms['fan-out finished']):.1f} ms")
     if profiler:
         pstats.Stats(profiler).sort_stats(args.profile).print_stats(45)
     if args.sql:

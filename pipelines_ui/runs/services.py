@@ -19,7 +19,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from pipelines_ui.accounts.models import ApiToken
@@ -185,7 +186,8 @@ def plan_run(pipeline: Pipeline, *, parameters: dict[str, Any] | None = None,
         inputs = _input_digests(spec, node_id, outputs)
         inputs.update(registry_inputs(workspace.pk, node.component, params))
         parts = _parts(node, params, inputs, registry, targets[node.compute])
-        earlier = _reusable_step(workspace.pk, fingerprint(parts)) if node.allow_reuse else None
+        print_ = fingerprint(parts)
+        earlier = _reusable_steps(workspace.pk, [print_]).get(print_) if node.allow_reuse else None
         if earlier is not None:
             outputs[node_id] = earlier.outputs
             plan.append({"node": node_id, "action": "reuse", "reused_from": earlier.run_id,
@@ -193,7 +195,8 @@ def plan_run(pipeline: Pipeline, *, parameters: dict[str, Any] | None = None,
             continue
         running.add(node_id)
         reason = ("reuse is off for this node" if not node.allow_reuse else
-                  "; ".join(explain_changes(_previous_parts(pipeline.pk, node_id), parts)))
+                  "; ".join(explain_changes(_previous_parts(pipeline.pk, [node_id]).get(node_id),
+                                            parts)))
         plan.append({"node": node_id, "action": "run", "reused_from": None, "reason": reason})
     return plan
 
@@ -271,7 +274,8 @@ def _advance(run: Run, *loaded: StepRun) -> None:
 
     Every step row is locked, but only the states are read; a step is loaded whole only when
     an action touches it (or was `loaded` by the caller already), so an event costs little
-    even in a run of hundreds of steps.
+    even in a run of hundreds of steps. The steps one round makes ready start together, in a
+    few queries for the lot: a fan-out's root queues hundreds of children at once.
     """
     frozen = _frozen(run)
     views = {
@@ -287,14 +291,17 @@ def _advance(run: Run, *loaded: StepRun) -> None:
                                            canceling=run.canceling)
         if not actions:
             break
+        ready = [action.node for action in actions if isinstance(action, transitions.Ready)]
+        steps.load([action.node for action in actions
+                    if not isinstance(action, transitions.FinishRun)]
+                   + [parent for node in ready for parent in frozen.parents[node]])
+        _start_steps(run, frozen, [steps[node] for node in ready], steps)
         for action in actions:
             if isinstance(action, transitions.FinishRun):
                 _finish_run(run, action.status, changes)
                 continue
             step = steps[action.node]
-            if isinstance(action, transitions.Ready):
-                _start_step(run, frozen.spec, step, steps, frozen.components)
-            elif isinstance(action, transitions.Skip):
+            if isinstance(action, transitions.Skip):
                 _end_step(step, "skipped", action.reason)
             elif isinstance(action, transitions.Cancel):
                 _end_step(step, "canceled", "canceled")
@@ -308,16 +315,27 @@ def _advance(run: Run, *loaded: StepRun) -> None:
 
 
 class _StepLoader(dict):
-    """node -> StepRun of one run, each loaded on first use (its row is locked already)."""
+    """node -> StepRun of one run, loaded on first use (its row is locked already)."""
 
     def __init__(self, run: Run) -> None:
         super().__init__()
         self.run = run
 
+    def load(self, nodes: Iterable[str]) -> None:
+        """Load those of `nodes` not loaded yet, in one query."""
+        missing = {node for node in nodes if node not in self}
+        if missing:
+            for step in StepRun.objects.select_related("compute_target").filter(
+                    run=self.run, node__in=missing):
+                self._keep(step)
+
     def __missing__(self, node: str) -> StepRun:
-        step = StepRun.objects.select_related("compute_target").get(run=self.run, node=node)
+        return self._keep(
+            StepRun.objects.select_related("compute_target").get(run=self.run, node=node))
+
+    def _keep(self, step: StepRun) -> StepRun:
         step.run = self.run  # spares a query when its job is built
-        self[node] = step
+        self[step.node] = step
         return step
 
 
@@ -359,46 +377,74 @@ def run_spec(run: Run) -> Spec:
     return _frozen(run).spec
 
 
-def _start_step(run: Run, spec: Spec, step: StepRun, steps: _StepLoader,
-                registry: dict[str, ComponentDef]) -> None:
-    """A ready step: reuse an earlier identical step's outputs, or queue a new attempt."""
+def _start_steps(run: Run, frozen: _Frozen, ready: list[StepRun], steps: _StepLoader) -> None:
+    """Ready steps: each reuses an earlier identical step's outputs, or queues a new attempt.
+    The queries are made for all of them at once; the jobs leave together after commit."""
+    for step in ready:
+        _fingerprint(run, frozen, step, steps)
+    artifacts = _artifacts(run.workspace_id, (s.inputs for s in ready))
+    _link_consumed(ready, artifacts)
+    startable = []
+    for step in ready:
+        node = frozen.spec.node(step.node)
+        problem = start_problem(run.workspace_id, node.component, step.params, step.inputs)
+        if problem is not None:  # e.g. an unknown dataset: the step fails with that sentence
+            step.save()
+            _end_step(step, "failed", problem)
+        else:
+            startable.append(step)
+    may_reuse = [step for step in startable if _may_reuse(run, frozen, step)]
+    reusable = _reusable_steps(run.workspace_id, [step.fingerprint for step in may_reuse],
+                               exclude_run=run.pk)
+    previous = _previous_parts(
+        run.pipeline_id, [step.node for step in may_reuse if step.fingerprint not in reusable],
+        exclude_run=run.pk)
+    queued = []
+    for step in startable:
+        earlier = reusable.get(step.fingerprint)
+        if earlier is not None:
+            _reuse(step, earlier)
+            continue
+        step.reason = ("reuse is off for this run" if not run.allow_reuse else
+                       "reuse is off for this node" if not _may_reuse(run, frozen, step) else
+                       "; ".join(explain_changes(previous.get(step.node), step.fingerprint_parts)))
+        _new_attempt(step, attempt=step.attempt + 1)
+        queued.append(step)
+    _send_on_commit(queued, artifacts)
+
+
+def _fingerprint(run: Run, frozen: _Frozen, step: StepRun, steps: _StepLoader) -> None:
+    """Resolve the step's parameters and inputs, and what decides its reuse."""
+    spec = frozen.spec
     node = spec.node(step.node)
     step.params = resolve_params(node, run.parameters)
     step.inputs = _input_digests(spec, node.id, {
         parent: steps[parent].outputs for parent, _ in spec.inputs_of(node.id).values()})
     step.inputs.update(registry_inputs(run.workspace_id, node.component, step.params))
-    step.fingerprint_parts = _parts(node, step.params, step.inputs, registry,
+    step.fingerprint_parts = _parts(node, step.params, step.inputs, frozen.components,
                                     step.compute_target)
     step.fingerprint = fingerprint(step.fingerprint_parts)
-    _link_consumed(step, run.workspace_id)
-    problem = start_problem(run.workspace_id, node.component, step.params, step.inputs)
-    if problem is not None:  # e.g. an unknown dataset: the step fails with that sentence
-        step.save()
-        _end_step(step, "failed", problem)
-        return
-    reuse = node.allow_reuse and run.allow_reuse
-    earlier = _reusable_step(run.workspace_id, step.fingerprint, exclude_run=run.pk) if reuse \
-        else None
-    if earlier is not None:
-        _reuse(step, earlier)
-        return
-    step.reason = ("reuse is off for this run" if not run.allow_reuse else
-                   "reuse is off for this node" if not node.allow_reuse else
-                   "; ".join(explain_changes(
-                       _previous_parts(run.pipeline_id, step.node, exclude_run=run.pk),
-                       step.fingerprint_parts)))
-    _new_attempt(step, attempt=step.attempt + 1)
 
 
-def _link_consumed(step: StepRun, workspace_id: int) -> None:
-    """Record the artifacts the step reads (lineage); the step is new, so nothing to unlink."""
-    if not step.inputs:
-        return
+def _may_reuse(run: Run, frozen: _Frozen, step: StepRun) -> bool:
+    return run.allow_reuse and frozen.spec.node(step.node).allow_reuse
+
+
+def _artifacts(workspace_id: int, inputs: Iterable[dict[str, str]]) -> dict[str, Artifact]:
+    """digest -> Artifact of the workspace, for every digest the `inputs` name."""
+    digests = {digest for ports in inputs for digest in ports.values()}
+    if not digests:
+        return {}
+    return {a.digest: a for a in Artifact.objects.filter(workspace=workspace_id,
+                                                         digest__in=digests)}
+
+
+def _link_consumed(steps: list[StepRun], artifacts: dict[str, Artifact]) -> None:
+    """Record the artifacts the steps read (lineage); the steps are new, so nothing to unlink."""
     consumed = StepRun.consumed.through
-    artifact_ids = Artifact.objects.filter(
-        workspace=workspace_id, digest__in=step.inputs.values()).values_list("pk", flat=True)
     consumed.objects.bulk_create(
-        [consumed(steprun_id=step.pk, artifact_id=pk) for pk in artifact_ids],
+        [consumed(steprun_id=step.pk, artifact_id=artifacts[digest].pk)
+         for step in steps for digest in set(step.inputs.values()) if digest in artifacts],
         ignore_conflicts=True)
 
 
@@ -437,38 +483,53 @@ def _parts(node, params: dict[str, Any], inputs: dict[str, str],
                              inputs=inputs, environment=environment)
 
 
-def _reusable_step(workspace_id: int, fingerprint_: str,
-                   exclude_run: int | None = None) -> StepRun | None:
-    """The latest succeeded step with this fingerprint whose outputs all still exist."""
-    candidates = (
-        StepRun.objects.filter(run__workspace=workspace_id, fingerprint=fingerprint_,
-                               state="succeeded", allow_reuse=True)
-        .exclude(run=exclude_run)
-        .order_by("-finished_at")[:5]
-    )
-    for candidate in candidates:
-        digests = set(candidate.outputs.values())
-        found = Artifact.objects.filter(workspace=workspace_id, digest__in=digests).count()
-        if found == len(digests):
-            return candidate
-    return None
+def _reusable_steps(workspace_id: int, fingerprints: list[str],
+                    exclude_run: int | None = None) -> dict[str, StepRun]:
+    """fingerprint -> the latest succeeded step of the workspace with that fingerprint whose
+    outputs all still exist (of its 5 latest), for each of `fingerprints` that has one."""
+    if not fingerprints:
+        return {}
+    candidates = list(_latest_of_each(
+        StepRun.objects.filter(run__workspace=workspace_id, state="succeeded", allow_reuse=True)
+        .exclude(run=exclude_run).only("run_id", "node", "outputs", "fingerprint"),
+        "fingerprint", set(fingerprints), ("-finished_at", "-id"), count=5))
+    existing = set(Artifact.objects.filter(
+        workspace=workspace_id,
+        digest__in={d for c in candidates for d in c.outputs.values()},
+    ).values_list("digest", flat=True))
+    found: dict[str, StepRun] = {}
+    for candidate in candidates:  # the latest first, for each fingerprint
+        if candidate.fingerprint not in found and existing.issuperset(candidate.outputs.values()):
+            found[candidate.fingerprint] = candidate
+    return found
 
 
-def _previous_parts(pipeline_id: int, node_id: str,
-                    exclude_run: int | None = None) -> dict[str, Any] | None:
-    """The fingerprint parts of the node's latest earlier step, to say what changed."""
-    previous = (
-        StepRun.objects.filter(run__pipeline=pipeline_id, node=node_id)
-        .exclude(run=exclude_run).exclude(fingerprint="")
-        .order_by("-run__created_at", "-id")
-        .values_list("fingerprint_parts", flat=True)
-        .first()
-    )
-    return previous or None
+def _previous_parts(pipeline_id: int, nodes: list[str],
+                    exclude_run: int | None = None) -> dict[str, dict[str, Any]]:
+    """node -> the fingerprint parts of its latest earlier step, to say what changed."""
+    if not nodes:
+        return {}
+    latest = _latest_of_each(
+        StepRun.objects.filter(run__pipeline=pipeline_id)
+        .exclude(run=exclude_run).exclude(fingerprint=""),
+        "node", set(nodes), ("-run__created_at", "-id"), count=1)
+    return {node: parts for node, parts in latest.values_list("node", "fingerprint_parts")
+            if parts}
+
+
+def _latest_of_each(rows: QuerySet, field: str, values: set[str], order_by: tuple[str, ...],
+                    count: int) -> QuerySet:
+    """The first `count` of `rows` by `order_by` for each of the `values` of `field`, in rank
+    order. For one value (a chain's case) a plain LIMIT does, which is cheaper to build."""
+    rows = rows.filter(**{f"{field}__in": values})
+    if len(values) == 1:
+        return rows.order_by(*order_by)[:count]
+    return (rows.annotate(rank=Window(RowNumber(), partition_by=F(field), order_by=order_by))
+            .filter(rank__lte=count).order_by("rank"))
 
 
 def _new_attempt(step: StepRun, attempt: int) -> None:
-    """Queue attempt number `attempt` under a fresh id; the job leaves after commit."""
+    """Queue attempt number `attempt` under a fresh id; the caller sends it on commit."""
     step.state = "queued"
     step.attempt = attempt
     step.attempt_id = uuid.uuid4().hex
@@ -479,7 +540,6 @@ def _new_attempt(step: StepRun, attempt: int) -> None:
     step.worker, step.pid, step.exit_code = "", None, None
     step.error = step.traceback = ""
     step.save()
-    transaction.on_commit(partial(send_job, step))
 
 
 def _end_step(step: StepRun, state: str, error: str) -> None:
@@ -528,36 +588,54 @@ def dispatch(step_run_id: int, attempt_id: str) -> bool:
     attempt is no longer queued or the broker is unreachable: the reconciler sends it later."""
     step = (StepRun.objects.select_related("run", "compute_target").defer("run__spec")
             .filter(pk=step_run_id, attempt_id=attempt_id, state="queued").first())
-    return step is not None and send_job(step)
+    return step is not None and send_jobs([step]) == 1
 
 
-def send_job(step: StepRun) -> bool:
-    """Send the StepJob of the attempt just queued, as the transaction that queued it left it.
-    Should the attempt have ended meanwhile, its worker's claim is refused (R3)."""
+def _send_on_commit(steps: list[StepRun], artifacts: dict[str, Artifact] | None = None) -> None:
+    """Send the jobs of the attempts just queued once the transaction that queued them commits
+    (never before: a worker must find its attempt in the database)."""
+    if steps:
+        transaction.on_commit(partial(send_jobs, steps, artifacts))
+
+
+def send_jobs(steps: list[StepRun], artifacts: dict[str, Artifact] | None = None) -> int:
+    """Send the StepJobs of attempts just queued in one run, as the transaction that queued
+    them left them; returns how many reached the broker. Should an attempt have ended
+    meanwhile, its worker's claim is refused (R3). `artifacts` (digest -> Artifact) holds the
+    inputs, where the caller has them already."""
     from pipelines_ui.celery import app
 
-    try:
-        app.send_task("runner.run_step", args=[build_job(step)],
-                      queue=step.compute_target.queue, retry=True,
-                      retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5,
-                                    "interval_max": 1})
-    except Exception:  # the broker is down: the step stays queued, undispatched (R5)
-        log.warning("could not send step run %s to the broker", step.pk, exc_info=True)
-        return False
-    StepRun.objects.filter(pk=step.pk, attempt_id=step.attempt_id,
-                           dispatched_at__isnull=True).update(dispatched_at=timezone.now())
-    return True
+    workspace_id = steps[0].run.workspace_id
+    if artifacts is None:
+        artifacts = _artifacts(workspace_id, (step.inputs for step in steps))
+    store_url = datastore_url(workspace_id)
+    sent = []
+    for step in steps:
+        try:
+            app.send_task("runner.run_step", args=[build_job(step, artifacts, store_url)],
+                          queue=step.compute_target.queue, retry=True,
+                          retry_policy={"max_retries": 2, "interval_start": 0.2,
+                                        "interval_step": 0.5, "interval_max": 1})
+        except Exception:  # the broker is down: the rest stay queued, undispatched (R5)
+            log.warning("could not send step run %s to the broker", step.pk, exc_info=True)
+            break
+        sent.append(step.attempt_id)
+    if sent:
+        StepRun.objects.filter(attempt_id__in=sent, dispatched_at__isnull=True).update(
+            dispatched_at=timezone.now())
+    return len(sent)
 
 
-def build_job(step: StepRun) -> StepJob:
+def build_job(step: StepRun, artifacts: dict[str, Artifact] | None = None,
+              store_url: str | None = None) -> StepJob:
     run = step.run
     spec = run_spec(run)
     node = spec.node(step.node)
     component = _frozen(run).components[node.component]
     params = dict(step.params)
     code = _job_code(component, params, run.workspace_id)
-    artifacts = {a.digest: a for a in Artifact.objects.filter(
-        workspace=run.workspace_id, digest__in=step.inputs.values())}
+    if artifacts is None:
+        artifacts = _artifacts(run.workspace_id, [step.inputs])
     job: StepJob = {
         "version": CONTRACT_VERSION,
         "run_id": str(run.pk),
@@ -578,7 +656,7 @@ def build_job(step: StepRun) -> StepJob:
         "env": dict(node.env),
         "secrets": declared_values(run.workspace_id, node.secrets),
         "python": step.compute_target.python or None,
-        "datastore_url": datastore_url(run.workspace_id),
+        "datastore_url": datastore_url(run.workspace_id) if store_url is None else store_url,
         "timeout_s": node.timeout_s,
         "heartbeat_s": settings.STEP_HEARTBEAT_S,
         "lost_contact_s": lost_contact_s(),
@@ -621,8 +699,11 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
     attempt_id = report["attempt_id"]
     if not hmac.compare_digest(token, step_token(step_run_id, attempt_id)):
         raise StepTokenInvalid("the token is not valid for this step attempt")
-    step = StepRun.objects.only("run_id", "node", "state", "attempt", "attempt_id").filter(
-        pk=step_run_id).first()
+    try:
+        step = StepRun.objects.only("run_id", "node", "state", "attempt", "attempt_id",
+                                    "cancel_requested_at").get(pk=step_run_id)
+    except StepRun.DoesNotExist:
+        step = None
     if step is None or step.attempt_id != attempt_id:
         raise AttemptStale("this attempt is no longer current")
     final = [event["type"] in ("finished", "failed") for event in report["events"]]
@@ -634,6 +715,7 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
         # The server ended this attempt (lost, canceled): the worker must stop its step (R3).
         # A replayed final report still goes through, to be answered as a duplicate.
         raise AttemptStale(f"step {step.node} is already {step.state}")
+    cancel = step.cancel_requested
     stored: list[dict[str, Any]] = []  # broadcast together, before any later state change
     for event in report["events"]:
         kind = event["type"]
@@ -644,15 +726,15 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
         elif kind != "heartbeat":
             broadcast(step.run_id, *stored)
             stored.clear()
-            _apply_state_event(step, attempt_id, event)
+            cancel = _apply_state_event(step, attempt_id, event)
     broadcast(step.run_id, *stored)
     if ends:
         return {"ok": True, "cancel": False}  # nothing left to cancel or to keep alive
-    touched = StepRun.objects.filter(pk=step.pk, attempt_id=attempt_id)
     if not any(event["type"] == "started" for event in report["events"]):
-        touched.filter(state="running").update(last_heartbeat_at=timezone.now())
-    current = touched.values_list("cancel_requested_at", flat=True).first()
-    return {"ok": True, "cancel": current is not None}
+        StepRun.objects.filter(pk=step.pk, attempt_id=attempt_id, state="running").update(
+            last_heartbeat_at=timezone.now())
+    # As read when the report came in; a cancel asked for since is told on the next report.
+    return {"ok": True, "cancel": cancel}
 
 
 def _from_unix(seconds: float) -> datetime:
@@ -702,20 +784,21 @@ def _lock_step(step_run_id: int, run_id: int | None = None) -> tuple[Run, StepRu
     return run, StepRun.objects.select_for_update().get(pk=step_run_id)
 
 
-def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any]) -> None:
+def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any]) -> bool:
+    """Apply a started, finished or failed event; returns whether the step is asked to stop."""
     with transaction.atomic():
         run, step = _lock_step(reported.pk, reported.run_id)
         if step.attempt_id != attempt_id:
             raise AttemptStale("this attempt is no longer current")
         if event["type"] == "started" and step.state == "running" and step.claim == event["claim"]:
-            return  # the same delivery's claim, retried: already applied
+            return step.cancel_requested  # the same delivery's claim, retried: already applied
         policy = _policy(run, step.node)
         outcome = transitions.apply_step_event(_view(step), _transition_event(step, event), policy)
         if outcome.effect == "stale":
             raise AttemptStale(f"step {step.node} is {step.state}; attempt {step.attempt} "
                                "cannot report this")
         if outcome.effect == "duplicate":
-            return
+            return step.cancel_requested
         _record_event(run, step, event, outcome)
         changes = _Changes(run.pk, [step_event(step)])
         if event["type"] == "started":  # a claim never makes another step ready
@@ -723,6 +806,7 @@ def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any]
         else:
             _advance(run, step)
         changes.publish_on_commit()
+        return step.cancel_requested
 
 
 def _policy(run: Run, node_id: str) -> transitions.NodePolicy:
@@ -748,13 +832,14 @@ def _record_event(run: Run, step: StepRun, event: dict[str, Any],
         step.worker = event["worker"]
         step.pid = event["pid"]
         step.started_at = step.last_heartbeat_at = now
-        step.save()
+        step.save(update_fields=["state", "claim", "worker", "pid", "started_at",
+                                 "last_heartbeat_at"])
         return
     if kind == "finished":
         step.outputs = _record_outputs(run, step, event["outputs"])
         step.exit_code = 0
         step.state, step.finished_at = outcome.step.state, now
-        step.save()
+        step.save(update_fields=["outputs", "exit_code", "state", "finished_at"])
         record_step_success(run, step)  # registers or deploys, for the registry's steps
         return
     step.exit_code = event.get("exit_code")
@@ -764,9 +849,10 @@ def _record_event(run: Run, step: StepRun, event: dict[str, Any],
     if outcome.effect == "retry":
         _archive_attempt(step)
         _new_attempt(step, attempt=outcome.step.attempt)
+        _send_on_commit([step])
     else:
         step.state = outcome.step.state
-        step.save()
+        step.save(update_fields=["exit_code", "error", "traceback", "finished_at", "state"])
 
 
 def _record_outputs(run: Run, step: StepRun, outputs: dict[str, Any]) -> dict[str, str]:
@@ -849,6 +935,7 @@ def mark_attempt_lost(step_run_id: int, attempt_id: str, reason: str) -> bool:
         if outcome.effect == "retry":
             _archive_attempt(step)
             _new_attempt(step, attempt=outcome.step.attempt)
+            _send_on_commit([step])
         else:
             step.state = outcome.step.state
             step.save()
@@ -894,6 +981,7 @@ def _renew_attempt_id(step_run_id: int, attempt_id: str) -> bool:
             return False
         write_system_line(step, "no worker took this step in time; sending it again")
         _new_attempt(step, attempt=step.attempt)
+        _send_on_commit([step])
     return True
 
 

@@ -49,8 +49,8 @@ def test_a_join_is_dispatched_once_when_both_parents_finish_at_once(transactiona
                                                                     workspace, owner,
                                                                     monkeypatch):
     dispatched = multiprocessing.Manager().list()
-    monkeypatch.setattr(services, "send_job",
-                        lambda step: dispatched.append((step.pk, step.attempt_id)))
+    monkeypatch.setattr(services, "send_jobs", lambda steps, artifacts=None: dispatched.extend(
+        [(step.pk, step.attempt_id) for step in steps]))
     ComputeTarget.objects.create(workspace=workspace, name="local")
     code = "pass"
     spec = {"parameters": {}, "nodes": [
@@ -110,8 +110,8 @@ def test_two_reconcilers_retry_each_of_100_lost_attempts_exactly_once(transactio
                                                                       workspace, owner,
                                                                       monkeypatch, settings):
     dispatched = multiprocessing.Manager().list()
-    monkeypatch.setattr(services, "send_job",
-                        lambda step: dispatched.append((step.pk, step.attempt_id)))
+    monkeypatch.setattr(services, "send_jobs", lambda steps, artifacts=None: dispatched.extend(
+        [(step.pk, step.attempt_id) for step in steps]))
     ComputeTarget.objects.create(workspace=workspace, name="local")
     spec = {"parameters": {}, "edges": [], "nodes": [
         script(f"n{i}", "pass", target="local", allow_reuse=False, retries=1)

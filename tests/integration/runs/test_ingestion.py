@@ -1,7 +1,10 @@
 """The step-event ingestion API: each event applied once, stale attempts stopped (R3, R8)."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from pipelines_ui.celery import app
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.models import LogLine, MetricPoint, StepRun
 from pipelines_ui.runs.services import cancel_run, step_token, submit_run
@@ -124,3 +127,67 @@ def test_a_cancel_reaches_the_worker_in_the_reply(client, step):
     step.refresh_from_db()
     assert step.state == "canceled"
     assert step.run.status == "canceled"
+
+
+def fan_out(workspace, leaves: int, nonce: str) -> Pipeline:
+    spec = {"parameters": {}, "nodes": [
+        script("root", "pass", target="local", outputs=["out"], params={"nonce": nonce}),
+        *(script(f"leaf{i}", "pass", target="local", inputs=["x"], outputs=["out"],
+                 params={"nonce": nonce}) for i in range(leaves))],
+        "edges": [{"from": "root.out", "to": f"leaf{i}.x"} for i in range(leaves)]}
+    return Pipeline.objects.create(workspace=workspace, name=f"fan-out {nonce}", spec=spec)
+
+
+@pytest.fixture
+def sent(transactional_db, monkeypatch):
+    """The jobs sent to the broker (a list instead), as each transaction commits."""
+    jobs = []
+    monkeypatch.setattr(app, "send_task", lambda name, args, **options: jobs.append(args[0]))
+    return jobs
+
+
+def run_step(client, step) -> None:
+    digest = "sha256:" + f"{step.pk:064x}"
+    post(client, step, [started()])
+    assert post(client, step, [{**finished(2), "outputs": {
+        "out": {"digest": digest, "uri": "file:///x", "size": 1}}}]).status_code == 200
+
+
+def queries_to_finish_the_root(client, workspace, owner, sent, leaves: int) -> int:
+    run = submit_run(fan_out(workspace, leaves, nonce=str(leaves)), user=owner)
+    root = run.steps.get(node="root")
+    post(client, root, [started()])
+    del sent[:]
+    with CaptureQueriesContext(connection) as captured:
+        run_step_finish = post(client, root, [finished(2)])
+    assert run_step_finish.status_code == 200
+    assert run.steps.filter(state="queued", dispatched_at__isnull=False).count() == leaves
+    assert len(sent) == leaves
+    return len(captured)
+
+
+def test_a_fan_outs_root_queues_its_children_with_one_write_each(client, workspace,
+                                                                  local_target, owner, sent):
+    # Loading, reuse lookups, lineage and dispatch are made for all the children at once.
+    small = queries_to_finish_the_root(client, workspace, owner, sent, leaves=5)
+    large = queries_to_finish_the_root(client, workspace, owner, sent, leaves=25)
+    assert large - small == 20
+
+
+def queries_to_reuse(client, workspace, owner, leaves: int) -> int:
+    pipeline = fan_out(workspace, leaves, nonce=f"reused {leaves}")
+    first = submit_run(pipeline, user=owner)
+    run_step(client, first.steps.get(node="root"))
+    for step in first.steps.exclude(node="root"):
+        run_step(client, step)
+    with CaptureQueriesContext(connection) as captured:
+        again = submit_run(pipeline, user=owner)
+    assert {step.state for step in again.steps.all()} == {"reused"}
+    return len(captured)
+
+
+def test_a_rerun_reuses_a_fan_outs_children_with_one_write_each(client, workspace, local_target,
+                                                               owner, sent):
+    small = queries_to_reuse(client, workspace, owner, leaves=5)
+    large = queries_to_reuse(client, workspace, owner, leaves=25)
+    assert large - small == 20
