@@ -186,8 +186,9 @@ def plan_run(pipeline: Pipeline, *, parameters: dict[str, Any] | None = None,
         inputs = _input_digests(spec, node_id, outputs)
         inputs.update(registry_inputs(workspace.pk, node.component, params))
         parts = _parts(node, params, inputs, registry, targets[node.compute])
-        print_ = fingerprint(parts)
-        earlier = _reusable_steps(workspace.pk, [print_]).get(print_) if node.allow_reuse else None
+        fingerprint_ = fingerprint(parts)
+        earlier = (_reusable_steps(workspace.pk, [fingerprint_]).get(fingerprint_)
+                   if node.allow_reuse else None)
         if earlier is not None:
             outputs[node_id] = earlier.outputs
             plan.append({"node": node_id, "action": "reuse", "reused_from": earlier.run_id,
