@@ -39,7 +39,10 @@ def filesystem_transport_options(root: Path) -> dict[str, Any]:
         "processed_folder": str(folders["processed"]),
         "control_folder": str(folders["control"]),
         "store_processed": False,
-        "polling_interval": 0.1,
+        # An idle worker looks this often: each step of a chain waits half of it on average.
+        # 0.1 s cost a chain step 76 ms beyond a bare subprocess, 0.02 s 17 ms; an idle
+        # worker's CPU went from 0.3 % to 0.6 %.
+        "polling_interval": 0.02,
     }
 
 
