@@ -21,7 +21,10 @@ The template started with the environment every step shares (the executor's
 (PYTHON*, LD_*, locale: the executor's `_launchable`) is not run this way. What a forked step
 shares with its template and so with the other steps of its worker process: the hash seed of
 str and bytes, its parent process, and /proc/<pid>/cmdline and environ (os.environ is the
-step's own).
+step's own). The template's own objects are frozen out of the collector's reach (gc.freeze:
+gc.get_freeze_count() is not 0, gc.get_objects() leaves them out), so that neither the step's
+collections nor its exit write to their pages: each write would copy a page, and an exit
+cost 7 ms instead of 4.
 
 Like context.py this runs in the step's interpreter: standard library only.
 """
@@ -34,6 +37,7 @@ import _frozen_importlib
 import _frozen_importlib_external
 import _signal
 import _socket
+import gc
 import marshal
 import os
 import site
@@ -50,6 +54,9 @@ def serve(sock):
     """Tell the executor the site folders, then fork a step for each launch until the socket
     closes."""
     send_bytes(sock, marshal.dumps(site_folders(), 4))
+    # Out of the collector's reach, the template's objects are not written to when a step's
+    # collections run or the step exits: each write would copy a page into the child.
+    gc.freeze()
     while True:
         fds = receive_fds(sock)
         if fds is None:
@@ -135,6 +142,7 @@ def become_step(sock, fds):
     os.set_inheritable(metrics, True)  # as Popen's pass_fds leaves it, for the step's children
     launch["env"][launch["metrics_fd_var"]] = str(metrics)
     del sys.modules["_socket"]  # a step that imports socket loads it as a fresh one would
+    del sys.modules["gc"]
     enter(launch)
     run_as_main(launch["args"])
 

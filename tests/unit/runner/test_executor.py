@@ -478,6 +478,31 @@ def test_a_forked_step_ends_as_a_fresh_one_would(tmp_path: Path, end: str) -> No
     assert ends[0] == ends[1]
 
 
+COLLECTS = """
+    import gc, weakref
+    class Loud:
+        def __init__(self, name): self.name = name
+        def __del__(self): print(self.name, "finalized", flush=True)
+    cycle = Loud("cycle")
+    cycle.me = cycle
+    gone = weakref.ref(cycle)
+    del cycle
+    print("enabled", gc.isenabled(), "collected", gc.collect() > 0, gone() is None, flush=True)
+    kept = Loud("global")  # finalized when the interpreter ends, as after any script
+"""
+
+
+def test_a_forked_step_collects_and_finalizes_its_objects_as_a_fresh_one_does(
+        tmp_path: Path) -> None:
+    seen = []
+    for env in ({}, {"PYTHONX": "1"}):
+        result, sink = run(tmp_path, make_job(tmp_path, COLLECTS, env=env))
+        assert result.status == "succeeded", sink.all_text()
+        seen.append(sink.texts("stdout"))
+    assert seen[0] == seen[1] == ["cycle finalized", "enabled True collected True True",
+                                  "global finalized"]
+
+
 def test_the_traceback_of_a_forked_step_is_its_own(tmp_path: Path) -> None:
     job = make_job(tmp_path, """
         def fail():
