@@ -27,12 +27,15 @@ itself after the claim.
 from __future__ import annotations
 
 import array
+import contextlib
 import json
 import logging
 import marshal
 import math
 import os
 import re
+import select
+import selectors
 import shutil
 import signal
 import socket
@@ -446,16 +449,16 @@ class _Forked:
                  template: _Template) -> None:
         self.pid, self.stdout, self.stderr, self.template = pid, stdout, stderr, template
         self.returncode: int | None = None
-        self._exited = threading.Event()
+        self.exited = threading.Event()
         threading.Thread(target=self._wait_for_status, daemon=True,
                          name=f"step-status-{pid}").start()
 
     def _wait_for_status(self) -> None:
         self.returncode = self.template.receive_int()
-        self._exited.set()
+        self.exited.set()
 
     def wait(self, timeout: float | None = None) -> int | None:
-        if not self._exited.wait(timeout):
+        if not self.exited.wait(timeout):
             raise subprocess.TimeoutExpired(f"step {self.pid}", timeout or 0)
         return self.returncode
 
@@ -625,21 +628,31 @@ def _supervise(proc: Process, timeout_s: float,
                should_stop: Callable[[], str | None], stream: _StreamSink) -> Reason | None:
     """Wait for the step; stop it on timeout or request and return why, else None."""
     deadline = time.monotonic() + timeout_s
-    # Popen.wait(timeout) polls with sleeps of up to 50 ms; a thread blocked in wait() wakes
-    # this loop the moment the step exits, which is most of a short step's overhead.
-    exited = threading.Event()
-    threading.Thread(target=lambda: (proc.wait(), exited.set()), name="step-wait",
-                     daemon=True).start()
-    while True:
-        if exited.wait(POLL_S):
-            return None
-        reason = _requested_stop(should_stop)
-        if reason is None and time.monotonic() >= deadline:
-            reason = "timeout"
-        if reason is not None:
-            stream.system(f"{_stop_message(reason, timeout_s)}: stopping the step")
-            _terminate(proc)
-            return reason
+    with _exit_waiter(proc) as exited_within:
+        while not exited_within(POLL_S):
+            reason = _requested_stop(should_stop)
+            if reason is None and time.monotonic() >= deadline:
+                reason = "timeout"
+            if reason is not None:
+                stream.system(f"{_stop_message(reason, timeout_s)}: stopping the step")
+                _terminate(proc)
+                return reason
+    return None
+
+
+@contextlib.contextmanager
+def _exit_waiter(proc: Process) -> Iterator[Callable[[float], bool]]:
+    """A wait of at most the given seconds that returns whether the step exited, the moment it
+    does: Popen.wait(timeout) polls with sleeps of up to 50 ms, most of a short step's time."""
+    if isinstance(proc, _Forked):
+        yield proc.exited.wait
+        return
+    pidfd = os.pidfd_open(proc.pid)  # readable once the process exits (Linux 5.3)
+    try:
+        yield lambda timeout: bool(select.select([pidfd], [], [], timeout)[0]) and \
+            proc.poll() is not None
+    finally:
+        os.close(pidfd)
 
 
 def _requested_stop(should_stop: Callable[[], str | None]) -> Reason | None:
@@ -763,34 +776,68 @@ def _is_finite_number(value: Any) -> bool:
 
 def _start_readers(proc: Process, metrics_fd: int,
                    stream: _StreamSink) -> list[threading.Thread]:
+    """One thread hands on the lines of the step's stdout, stderr and metrics pipes until
+    each is at its end (a thread each cost more to start than a short step's reading)."""
     assert proc.stdout is not None and proc.stderr is not None
     sources: list[tuple[IO[bytes], Callable[[str], None]]] = [
         (proc.stdout, lambda text: stream.log("stdout", text)),
         (proc.stderr, lambda text: stream.log("stderr", text)),
         (os.fdopen(metrics_fd, "rb"), stream.metric_line),
     ]
-    threads = [threading.Thread(target=_pump, args=source, daemon=True,
-                                name=f"step-reader-{proc.pid}") for source in sources]
-    for thread in threads:
-        thread.start()
-    return threads
+    thread = threading.Thread(target=_pump, args=(sources,), daemon=True,
+                              name=f"step-reader-{proc.pid}")
+    thread.start()
+    return [thread]
 
 
-def _pump(source: IO[bytes], handle: Callable[[str], None]) -> None:
-    with source:
-        for line in read_lines(source):
-            handle(line)
+def _pump(sources: list[tuple[IO[bytes], Callable[[str], None]]]) -> None:
+    with contextlib.ExitStack() as opened, selectors.DefaultSelector() as selector:
+        for source, handle in sources:
+            opened.enter_context(source)
+            selector.register(source, selectors.EVENT_READ, _Lines(handle))
+        while selector.get_map():
+            for key, _ in selector.select():
+                chunk = os.read(key.fd, _READ_LIMIT)
+                if chunk:
+                    key.data.feed(chunk)
+                else:
+                    key.data.end()
+                    selector.unregister(key.fileobj)
 
 
-def read_lines(source: IO[bytes]) -> Iterator[str]:
-    """Decoded lines without their line ending; a very long line yields only its beginning."""
-    skipping = False
-    for chunk in iter(lambda: source.readline(_READ_LIMIT), b""):
-        if not skipping:
-            text = chunk.decode("utf-8", errors="replace")
-            yield text[:-1].removesuffix("\r") if text.endswith("\n") else text
-        # A chunk without its newline hit the limit: the rest of that line is dropped.
-        skipping = not chunk.endswith(b"\n")
+class _Lines:
+    """Cuts a stream's bytes into decoded lines without their line ending, for `handle`; of a
+    line longer than _READ_LIMIT bytes only the beginning is handed on."""
+
+    def __init__(self, handle: Callable[[str], None]) -> None:
+        self.handle = handle
+        self.pending = b""
+        self.skipping = False  # the rest of a line whose beginning was handed on
+
+    def feed(self, chunk: bytes) -> None:
+        data, start = self.pending + chunk, 0
+        while True:
+            end = data.find(b"\n", start, start + _READ_LIMIT)
+            if end >= 0:
+                stop = end + 1
+            elif len(data) - start >= _READ_LIMIT:
+                stop = start + _READ_LIMIT
+            else:
+                break
+            self._piece(data[start:stop])
+            start = stop
+        self.pending = data[start:]
+
+    def end(self) -> None:
+        if self.pending:
+            self._piece(self.pending)
+            self.pending = b""
+
+    def _piece(self, piece: bytes) -> None:
+        if not self.skipping:
+            text = piece.decode("utf-8", errors="replace")
+            self.handle(text[:-1].removesuffix("\r") if text.endswith("\n") else text)
+        self.skipping = not piece.endswith(b"\n")
 
 
 def _join_readers(threads: list[threading.Thread], stream: _StreamSink) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -12,9 +13,12 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import psutil
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runner import executor, step_launch
 from runner.datastore import Datastore
@@ -116,6 +120,34 @@ def test_stdout_stderr_and_metrics_reach_the_sink_in_order(tmp_path: Path) -> No
     assert sink.texts("stderr") == ["err 0", "err 1", "err 2"]
     assert sink.metrics == [("loss", 1.0, 0), ("loss", 0.5, 1), ("loss", 1 / 3, 2),
                             ("acc", 0.9, None), ("f1", 0.8, None)]
+
+
+def lines_as_readline_cuts_them(data: bytes, limit: int) -> list[str]:
+    """What reading with readline(limit) hands on: the beginning of each over-long line."""
+    lines, skipping, source = [], False, io.BytesIO(data)
+    for piece in iter(lambda: source.readline(limit), b""):
+        if not skipping:
+            text = piece.decode("utf-8", errors="replace")
+            lines.append(text[:-1].removesuffix("\r") if text.endswith("\n") else text)
+        skipping = not piece.endswith(b"\n")
+    return lines
+
+
+@settings(max_examples=500)
+@given(data=st.lists(st.sampled_from([b"ab", b"\n", b"\r", "é".encode(), b"\xff"]),
+                    max_size=40).map(b"".join),
+       cuts=st.lists(st.integers(min_value=0, max_value=80), max_size=10))
+def test_lines_are_cut_as_readline_cuts_them_however_the_bytes_arrive(
+        data: bytes, cuts: list[int]) -> None:
+    limit = 4
+    seen: list[str] = []
+    lines = executor._Lines(seen.append)
+    bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    with patch.object(executor, "_READ_LIMIT", limit):
+        for start, stop in zip(bounds, bounds[1:], strict=False):
+            lines.feed(data[start:stop])
+        lines.end()
+    assert seen == lines_as_readline_cuts_them(data, limit)
 
 
 def test_long_lines_are_cut_and_bad_metric_lines_reported(tmp_path: Path) -> None:
