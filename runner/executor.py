@@ -647,10 +647,18 @@ def _exit_waiter(proc: Process) -> Iterator[Callable[[float], bool]]:
     if isinstance(proc, _Forked):
         yield proc.exited.wait
         return
-    pidfd = os.pidfd_open(proc.pid)  # readable once the process exits (Linux 5.3)
     try:
-        yield lambda timeout: bool(select.select([pidfd], [], [], timeout)[0]) and \
-            proc.poll() is not None
+        pidfd = os.pidfd_open(proc.pid)  # readable once the process exits
+    except (AttributeError, OSError):  # before Linux 5.3, or refused by a seccomp profile
+        exited = threading.Event()
+        threading.Thread(target=lambda: (proc.wait(), exited.set()), name="step-wait",
+                         daemon=True).start()
+        yield exited.wait
+        return
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    try:
+        yield lambda timeout: bool(poller.poll(timeout * 1000)) and proc.poll() is not None
     finally:
         os.close(pidfd)
 
@@ -765,7 +773,7 @@ def _parse_metric(text: str) -> tuple[str, float, int | None, float] | None:
             return None
         when = data.get("time")
         return key, float(value), step, float(when) if _is_finite_number(when) else time.time()
-    except (ValueError, TypeError, KeyError, OverflowError):
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return None
 
 
@@ -803,6 +811,7 @@ def _pump(sources: list[tuple[IO[bytes], Callable[[str], None]]]) -> None:
                 else:
                     key.data.end()
                     selector.unregister(key.fileobj)
+                    key.fileobj.close()  # now, even while another pipe stays open
 
 
 class _Lines:
@@ -836,7 +845,10 @@ class _Lines:
     def _piece(self, piece: bytes) -> None:
         if not self.skipping:
             text = piece.decode("utf-8", errors="replace")
-            self.handle(text[:-1].removesuffix("\r") if text.endswith("\n") else text)
+            try:
+                self.handle(text[:-1].removesuffix("\r") if text.endswith("\n") else text)
+            except Exception:  # one line must not stop the reading of the step's pipes
+                logger.exception("could not hand on a line of the step's output")
         self.skipping = not piece.endswith(b"\n")
 
 

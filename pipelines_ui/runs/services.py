@@ -402,7 +402,7 @@ def _start_steps(run: Run, frozen: _Frozen, ready: list[StepRun], steps: _StepLo
         exclude_run=run.pk)
     queued = []
     for step in startable:
-        earlier = reusable.get(step.fingerprint)
+        earlier = reusable.get(step.fingerprint) if _may_reuse(run, frozen, step) else None
         if earlier is not None:
             _reuse(step, earlier)
             continue
@@ -603,28 +603,54 @@ def send_jobs(steps: list[StepRun], artifacts: dict[str, Artifact] | None = None
     """Send the StepJobs of attempts just queued in one run, as the transaction that queued
     them left them; returns how many reached the broker. Should an attempt have ended
     meanwhile, its worker's claim is refused (R3). `artifacts` (digest -> Artifact) holds the
-    inputs, where the caller has them already."""
+    inputs, where the caller has them already. Never raises: what was not sent stays queued
+    and undispatched, and the reconciler sends it (R5)."""
     from pipelines_ui.celery import app
 
-    workspace_id = steps[0].run.workspace_id
-    if artifacts is None:
-        artifacts = _artifacts(workspace_id, (step.inputs for step in steps))
-    store_url = datastore_url(workspace_id)
+    try:
+        workspace_id = steps[0].run.workspace_id
+        if artifacts is None:
+            artifacts = _artifacts(workspace_id, (step.inputs for step in steps))
+        store_url = datastore_url(workspace_id)
+    except Exception:
+        log.warning("could not build the jobs of step runs %s", [s.pk for s in steps],
+                    exc_info=True)
+        return 0
     sent = []
     for step in steps:
         try:
-            app.send_task("runner.run_step", args=[build_job(step, artifacts, store_url)],
-                          queue=step.compute_target.queue, retry=True,
-                          retry_policy={"max_retries": 2, "interval_start": 0.2,
-                                        "interval_step": 0.5, "interval_max": 1})
-        except Exception:  # the broker is down: the rest stay queued, undispatched (R5)
+            job = build_job(step, artifacts, store_url)
+        except Exception:
+            log.warning("could not build the job of step run %s", step.pk, exc_info=True)
+            continue
+        try:
+            app.send_task("runner.run_step", args=[job], queue=step.compute_target.queue,
+                          retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
+                                                    "interval_step": 0.5, "interval_max": 1})
+        except Exception:  # the broker is down: the rest would wait for it in vain
             log.warning("could not send step run %s to the broker", step.pk, exc_info=True)
             break
         sent.append(step.attempt_id)
     if sent:
-        StepRun.objects.filter(attempt_id__in=sent, dispatched_at__isnull=True).update(
-            dispatched_at=timezone.now())
+        _mark_dispatched(steps[0].run_id, sent)
     return len(sent)
+
+
+def _mark_dispatched(run_id: int, attempt_ids: list[str]) -> None:
+    """Record that the attempts' jobs reached the broker. Several rows are updated under the
+    run's lock, as every change of a run's steps is (R10): an event of the run locks them all
+    meanwhile, in its own order. One row alone cannot deadlock."""
+    rows = StepRun.objects.filter(attempt_id__in=attempt_ids, dispatched_at__isnull=True)
+    try:
+        if len(attempt_ids) == 1:
+            rows.update(dispatched_at=timezone.now())
+            return
+        with transaction.atomic():
+            _locked_run(run_id)
+            rows.update(dispatched_at=timezone.now())
+    except Exception:  # the jobs left: a second send of one is refused at its claim (R3)
+        log.warning("could not record the dispatch of %s jobs of run %s", len(attempt_ids),
+                    run_id, exc_info=True)
 
 
 def build_job(step: StepRun, artifacts: dict[str, Artifact] | None = None,

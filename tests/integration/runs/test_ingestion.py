@@ -6,6 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from pipelines_ui.celery import app
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs import services
 from pipelines_ui.runs.models import LogLine, MetricPoint, StepRun
 from pipelines_ui.runs.services import cancel_run, step_token, submit_run
 from tests.integration.runs.specs import script
@@ -133,7 +134,7 @@ def fan_out(workspace, leaves: int, nonce: str) -> Pipeline:
     spec = {"parameters": {}, "nodes": [
         script("root", "pass", target="local", outputs=["out"], params={"nonce": nonce}),
         *(script(f"leaf{i}", "pass", target="local", inputs=["x"], outputs=["out"],
-                 params={"nonce": nonce}) for i in range(leaves))],
+                 params={"nonce": f"{nonce} {i}"}) for i in range(leaves))],
         "edges": [{"from": "root.out", "to": f"leaf{i}.x"} for i in range(leaves)]}
     return Pipeline.objects.create(workspace=workspace, name=f"fan-out {nonce}", spec=spec)
 
@@ -191,3 +192,43 @@ def test_a_rerun_reuses_a_fan_outs_children_with_one_write_each(client, workspac
     small = queries_to_reuse(client, workspace, owner, leaves=5)
     large = queries_to_reuse(client, workspace, owner, leaves=25)
     assert large - small == 20
+
+
+def test_a_node_with_reuse_off_runs_again_beside_an_identical_node_that_is_reused(
+        client, workspace, local_target, owner, sent):
+    twins = [script(name, "pass", target="local", inputs=["x"], outputs=["out"],
+                    allow_reuse=reuse) for name, reuse in (("kept", True), ("fresh", False))]
+    spec = {"parameters": {}, "nodes": [script("root", "pass", target="local", outputs=["out"]),
+                                        *twins],
+            "edges": [{"from": "root.out", "to": "kept.x"}, {"from": "root.out", "to": "fresh.x"}]}
+    pipeline = Pipeline.objects.create(workspace=workspace, name="twins", spec=spec)
+    first = submit_run(pipeline, user=owner)
+    run_step(client, first.steps.get(node="root"))
+    for step in first.steps.exclude(node="root"):
+        run_step(client, step)
+    again = submit_run(pipeline, user=owner)
+    states = dict(again.steps.values_list("node", "state"))
+    assert states == {"root": "reused", "kept": "reused", "fresh": "queued"}
+    assert again.steps.get(node="fresh").reason == "reuse is off for this node"
+
+
+def test_a_job_that_cannot_be_built_or_sent_stays_undispatched_for_the_reconciler(
+        transactional_db, client, workspace, local_target, owner, monkeypatch):
+    sends = []
+
+    def send_task(name, args, **options):
+        if args[0]["node"] == "leaf3":
+            raise ConnectionError("the broker went away")
+        sends.append(args[0]["node"])
+
+    monkeypatch.setattr(app, "send_task", send_task)
+    build_job = services.build_job
+    monkeypatch.setattr(services, "build_job", lambda step, *args: build_job(step, *args)
+                        if step.node != "leaf1" else 1 / 0)
+    run = submit_run(fan_out(workspace, 5, nonce="faults"), user=owner)
+    run_step(client, run.steps.get(node="root"))
+    dispatched = dict(run.steps.filter(state="queued").values_list("node", "dispatched_at"))
+    assert sends == ["root", "leaf0", "leaf2"]  # leaf1 failed to build, leaf3 to send: stop
+    assert [node for node, at in sorted(dispatched.items()) if at is not None] == [
+        "leaf0", "leaf2"]
+    assert len(dispatched) == 5

@@ -150,6 +150,43 @@ def test_lines_are_cut_as_readline_cuts_them_however_the_bytes_arrive(
     assert seen == lines_as_readline_cuts_them(data, limit)
 
 
+def test_a_line_that_cannot_be_handed_on_does_not_stop_the_next_ones() -> None:
+    seen: list[str] = []
+
+    def handle(text: str) -> None:
+        if text == "bad":
+            raise RuntimeError("the sink broke on this one")
+        seen.append(text)
+
+    lines = executor._Lines(handle)
+    lines.feed(b"one\nbad\ntwo\n")
+    lines.end()
+    assert seen == ["one", "two"]
+
+
+def test_a_metric_line_nested_too_deep_is_reported_and_reading_goes_on(tmp_path: Path) -> None:
+    job = make_job(tmp_path, """
+        import os
+        fd = int(os.environ["PIPELINES_METRICS_FD"])
+        os.write(fd, b"[" * 100_000 + b"\\n")
+        os.write(fd, b'{"key": "ok", "value": 2, "step": null, "time": 1.0}\\n')
+        print("after")
+    """)
+    result, sink = run(tmp_path, job)
+    assert result.status == "succeeded"
+    assert sink.metrics == [("ok", 2.0, None)] and sink.texts("stdout") == ["after"]
+    assert any("malformed metric line" in text for text in sink.texts("system"))
+
+
+def test_a_fresh_start_is_awaited_without_a_pidfd_too(tmp_path: Path, monkeypatch) -> None:
+    def refused(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", refused)
+    result, sink = run(tmp_path, make_job(tmp_path, "print('ran')", env={"PYTHONX": "1"}))
+    assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
+
+
 def test_long_lines_are_cut_and_bad_metric_lines_reported(tmp_path: Path) -> None:
     job = make_job(tmp_path, """
         import os
