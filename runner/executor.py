@@ -378,9 +378,9 @@ def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink, claim: _Claim,
     # A template that is gone forked nothing that will run: the claim holds for a fresh start.
     launched = template.launch(prepared) if template is not None else None
     proc, metrics_fd = launched or _start(prepared)
-    readers: list[threading.Thread] = []
+    reader: threading.Thread | None = None
     try:
-        readers = _start_readers(proc, metrics_fd, stream)
+        reader = _start_reader(proc, metrics_fd, stream)
         on_start(proc.pid)
         stop_reason = _supervise(proc, job["timeout_s"], should_stop, stream)
     finally:
@@ -392,7 +392,8 @@ def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink, claim: _Claim,
                 _templates.keep(template)
             else:
                 template.stop()
-        _join_readers(readers, stream)
+        if reader is not None:
+            _join_reader(reader, stream)
     if proc.returncode is None:
         return _failed("error", "the interpreter the step was forked from ended during the "
                        "step, so its exit status is unknown")
@@ -782,8 +783,7 @@ def _is_finite_number(value: Any) -> bool:
             and math.isfinite(value))
 
 
-def _start_readers(proc: Process, metrics_fd: int,
-                   stream: _StreamSink) -> list[threading.Thread]:
+def _start_reader(proc: Process, metrics_fd: int, stream: _StreamSink) -> threading.Thread:
     """One thread hands on the lines of the step's stdout, stderr and metrics pipes until
     each is at its end (a thread each cost more to start than a short step's reading)."""
     assert proc.stdout is not None and proc.stderr is not None
@@ -795,7 +795,7 @@ def _start_readers(proc: Process, metrics_fd: int,
     thread = threading.Thread(target=_pump, args=(sources,), daemon=True,
                               name=f"step-reader-{proc.pid}")
     thread.start()
-    return [thread]
+    return thread
 
 
 def _pump(sources: list[tuple[IO[bytes], Callable[[str], None]]]) -> None:
@@ -852,11 +852,9 @@ class _Lines:
         self.skipping = not piece.endswith(b"\n")
 
 
-def _join_readers(threads: list[threading.Thread], stream: _StreamSink) -> None:
-    deadline = time.monotonic() + READER_JOIN_S
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    if any(thread.is_alive() for thread in threads):
+def _join_reader(reader: threading.Thread, stream: _StreamSink) -> None:
+    reader.join(READER_JOIN_S)
+    if reader.is_alive():
         stream.system("stopped reading the step's output: a process that left the step's "
                       "process group still holds it open")
 

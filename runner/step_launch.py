@@ -54,9 +54,7 @@ def serve(sock):
     """Tell the executor the site folders, then fork a step for each launch until the socket
     closes."""
     send_bytes(sock, marshal.dumps(site_folders(), 4))
-    # Out of the collector's reach, the template's objects are not written to when a step's
-    # collections run or the step exits: each write would copy a page into the child.
-    gc.freeze()
+    gc.freeze()  # see the module's docstring
     while True:
         fds = receive_fds(sock)
         if fds is None:

@@ -394,20 +394,19 @@ def _start_steps(run: Run, frozen: _Frozen, ready: list[StepRun], steps: _StepLo
             _end_step(step, "failed", problem)
         else:
             startable.append(step)
-    may_reuse = [step for step in startable if _may_reuse(run, frozen, step)]
-    reusable = _reusable_steps(run.workspace_id, [step.fingerprint for step in may_reuse],
-                               exclude_run=run.pk)
-    previous = _previous_parts(
-        run.pipeline_id, [step.node for step in may_reuse if step.fingerprint not in reusable],
-        exclude_run=run.pk)
+    may_reuse = {step.node: step.fingerprint for step in startable  # node -> its fingerprint
+                 if run.allow_reuse and frozen.spec.node(step.node).allow_reuse}
+    reusable = _reusable_steps(run.workspace_id, list(may_reuse.values()), exclude_run=run.pk)
+    changed = [node for node, fingerprint_ in may_reuse.items() if fingerprint_ not in reusable]
+    previous = _previous_parts(run.pipeline_id, changed, exclude_run=run.pk)
     queued = []
     for step in startable:
-        earlier = reusable.get(step.fingerprint) if _may_reuse(run, frozen, step) else None
+        earlier = reusable.get(step.fingerprint) if step.node in may_reuse else None
         if earlier is not None:
             _reuse(step, earlier)
             continue
         step.reason = ("reuse is off for this run" if not run.allow_reuse else
-                       "reuse is off for this node" if not _may_reuse(run, frozen, step) else
+                       "reuse is off for this node" if step.node not in may_reuse else
                        "; ".join(explain_changes(previous.get(step.node), step.fingerprint_parts)))
         _new_attempt(step, attempt=step.attempt + 1)
         queued.append(step)
@@ -425,10 +424,6 @@ def _fingerprint(run: Run, frozen: _Frozen, step: StepRun, steps: _StepLoader) -
     step.fingerprint_parts = _parts(node, step.params, step.inputs, frozen.components,
                                     step.compute_target)
     step.fingerprint = fingerprint(step.fingerprint_parts)
-
-
-def _may_reuse(run: Run, frozen: _Frozen, step: StepRun) -> bool:
-    return run.allow_reuse and frozen.spec.node(step.node).allow_reuse
 
 
 def _artifacts(workspace_id: int, inputs: Iterable[dict[str, str]]) -> dict[str, Artifact]:
