@@ -10,6 +10,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kombu.transport import TRANSPORT_ALIASES
+
+# A message that no consumer could read is set aside instead of stopping the worker.
+TRANSPORT_ALIASES.update(redis="runner.redis_transport:Transport",
+                         rediss="runner.redis_transport:Transport")
+
 DEFAULT_VAR_DIR = Path(__file__).resolve().parent.parent / "var"
 
 
