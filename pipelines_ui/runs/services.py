@@ -270,13 +270,16 @@ def advance_run(run_id: int) -> None:
         _advance(run)
 
 
-def _advance(run: Run, *loaded: StepRun) -> None:
+def _advance(run: Run, *changed: StepRun) -> None:
     """With the run row locked: act on `next_actions` until nothing is left to do.
 
     Every step row is locked, but only the states are read; a step is loaded whole only when
-    an action touches it (or was `loaded` by the caller already), so an event costs little
+    an action touches it (or the caller `changed` it and passes it), so an event costs little
     even in a run of hundreds of steps. The steps one round makes ready start together, in a
     few queries for the lot: a fan-out's root queues hundreds of children at once.
+
+    The events of the `changed` steps go out first, and so before the run's final event: a
+    client that trusts the order never sees a run end before its last step does.
     """
     frozen = _frozen(run)
     views = {
@@ -285,8 +288,10 @@ def _advance(run: Run, *loaded: StepRun) -> None:
         .filter(run=run).values_list("node", "state", "attempt", "cancel_requested_at")
     }
     steps = _StepLoader(run)
-    steps.update((step.node, step) for step in loaded)
+    steps.update((step.node, step) for step in changed)
     changes = _Changes(run.pk)
+    for step in changed:
+        changes.step(step)
     for _ in range(len(views) * 3 + 3):  # each pass settles at least one step
         actions = transitions.next_actions(frozen.parents, frozen.policies, views,
                                            canceling=run.canceling)
@@ -822,12 +827,12 @@ def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any]
         if outcome.effect == "duplicate":
             return step.cancel_requested
         _record_event(run, step, event, outcome)
-        changes = _Changes(run.pk, [step_event(step)])
         if event["type"] == "started":  # a claim never makes another step ready
+            changes = _Changes(run.pk, [step_event(step)])
             _mark_running(run, {step.node: _view(step)}, changes)
+            changes.publish_on_commit()
         else:
             _advance(run, step)
-        changes.publish_on_commit()
         return step.cancel_requested
 
 
@@ -962,7 +967,6 @@ def mark_attempt_lost(step_run_id: int, attempt_id: str, reason: str) -> bool:
             step.state = outcome.step.state
             step.save()
         _advance(run, step)
-        _Changes(run.pk, [step_event(step)]).publish_on_commit()
     return True
 
 
@@ -1020,5 +1024,4 @@ def _force_cancel(now: datetime, report: ReconcileReport) -> None:
             write_system_line(step, "canceled: the worker did not confirm in time")
             _end_step(step, "canceled", "canceled (the worker did not confirm in time)")
             _advance(run, step)
-            _Changes(run.pk, [step_event(step)]).publish_on_commit()
         report.cancel_forced.append(step_run_id)
