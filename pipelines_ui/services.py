@@ -157,6 +157,7 @@ def seed_demo() -> SeedResult:
             "workspace": workspace,
             "description": "This machine (started by `make up`).",
             "max_concurrency": 2,
+            "is_default": True,
         },
     )
     Datastore.objects.get_or_create(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
+from rest_framework.exceptions import ValidationError
 
 from pipelines_ui.accounts.models import Role, Workspace
 from pipelines_ui.api_base import (
@@ -29,12 +30,24 @@ class WorkerSerializer(serializers.ModelSerializer):
 class ComputeTargetSerializer(StrictModelSerializer):
     workers = WorkerSerializer(many=True, read_only=True)
     queue = serializers.CharField(read_only=True)
+    is_default = serializers.BooleanField(
+        required=False, help_text="New steps of the workspace run here. Setting it clears it "
+        "on the workspace's other target; a workspace's first target is its default.")
 
     class Meta:
         model = ComputeTarget
         fields = ["id", "workspace", "name", "description", "hardware", "max_concurrency",
-                  "python", "queue", "workers", "created_at"]
+                  "python", "is_default", "queue", "workers", "created_at"]
         read_only_fields = ["workspace", "created_at"]
+        # Not the validator DRF derives from the one-default constraint: saving a default
+        # clears the previous one instead of refusing it.
+        validators: list = []
+
+    def validate_is_default(self, value: bool) -> bool:
+        if not value and self.instance is not None and self.instance.is_default:
+            raise ValidationError("A workspace keeps one default target: make another target "
+                                  "the default instead.")
+        return value
 
 
 class NewComputeTargetSerializer(ComputeTargetSerializer):

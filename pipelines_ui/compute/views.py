@@ -47,6 +47,7 @@ def targets_status(workspace) -> list[dict[str, Any]]:
         online = [w for w in workers if w["state"] == "online"]
         result.append({
             "name": target.name, "description": target.description,
+            "is_default": target.is_default,
             "hardware": target.hardware, "max_concurrency": target.max_concurrency,
             "workers": workers, "online": len(online),
             "slots": sum(w["slots"] for w in online), "busy": sum(w["busy"] for w in online),

@@ -102,7 +102,7 @@ def _editor_data(request: HttpRequest, pipeline: Pipeline) -> dict[str, Any]:
         "components": _palette(pipeline),
         "computeTargets": list(
             ComputeTarget.objects.filter(workspace=pipeline.workspace)
-            .order_by("name").values("name", "description")
+            .order_by("name").values("name", "description", "is_default")
         ),
         "versions": [_version_summary(v) for v in versions],
         "endpoints": [{"name": e.name, "default_version": e.default_version.number}

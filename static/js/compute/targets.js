@@ -47,7 +47,9 @@ function drawTarget(t) {
   }
   if (!t.running.length) running.append(h("tr", {}, h("td", { colspan: 5, class: "muted", text: "Nothing running." })));
   return h("section", { class: "card target", "data-target": t.name },
-    h("h2", { text: t.name }),
+    h("h2", {}, t.name, t.is_default
+      ? h("span", { class: "tag", "data-testid": "default-target", title: "New steps of this workspace run here unless their author picks another target.", text: "default" })
+      : null),
     t.description ? h("p", { class: "muted", text: t.description }) : null,
     hardware ? h("p", { class: "small", text: hardware }) : null,
     h("div", { class: "figures" },

@@ -59,12 +59,18 @@ export function newNodeId(component, taken) {
   }
 }
 
+/** The workspace's default target; "local" (the spec's own default) if it has none. */
+export function defaultTarget(computeTargets) {
+  const chosen = computeTargets.find((t) => t.is_default);
+  return chosen ? chosen.name : "local";
+}
+
 /** The spec node a palette drop creates (without id and position). */
 export function newNodeData(component, computeTargets) {
   const data = {
     component: component.key,
     params: initialParams(component),
-    compute: computeTargets.length ? computeTargets[0].name : "local",
+    compute: defaultTarget(computeTargets),
     allow_reuse: true,
     retries: 0,
     timeout_s: 3600,

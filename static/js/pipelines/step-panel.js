@@ -145,8 +145,9 @@ export function createStepPanel(root, {
     const currentCompute = data.compute || "local";
     if (!names.includes(currentCompute)) names.unshift(currentCompute);
     for (const name of names) {
-      const known = computeTargets.some((t) => t.name === name);
-      compute.append(new Option(known ? name : `${name} (not in this workspace)`, name));
+      const target = computeTargets.find((t) => t.name === name);
+      const label = !target ? `${name} (not in this workspace)` : target.is_default ? `${name} (default)` : name;
+      compute.append(new Option(label, name));
     }
     compute.value = currentCompute;
     compute.addEventListener("change", () => update({ compute: compute.value }));
