@@ -210,6 +210,8 @@ class ValidateSerializer(StrictSerializer):
 class ValidationSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
     errors = ErrorListSerializer(many=True)
+    warnings = ErrorListSerializer(many=True, help_text="What would not stop a run but would "
+                                   "stall it, such as a step whose target has no worker online.")
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -298,6 +300,8 @@ class PlanStepSerializer(serializers.Serializer):
 
 class PlanSerializer(serializers.Serializer):
     steps = PlanStepSerializer(many=True)
+    warnings = ErrorListSerializer(many=True, help_text="Steps that would wait, such as one "
+                                   "whose target has no worker online.")
 
 
 def _version_of(pipeline: Pipeline, number: int | None) -> PipelineVersion | None:
@@ -390,8 +394,9 @@ class PipelineViewSet(viewsets.ModelViewSet):
         body = ValidateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         document = body.validated_data.get("spec", pipeline.spec)
-        errors = services.spec_errors(pipeline.workspace, document)
-        return Response({"valid": not errors, "errors": [e.to_dict() for e in errors]})
+        errors, warnings = services.spec_problems(pipeline.workspace, document)
+        return Response({"valid": not errors, "errors": [e.to_dict() for e in errors],
+                         "warnings": [w.to_dict() for w in warnings]})
 
     @extend_schema(methods=["GET"], request=None, responses=VersionSerializer(many=True))
     @extend_schema(methods=["POST"], request=NewVersionSerializer,
@@ -445,9 +450,11 @@ class PipelineViewSet(viewsets.ModelViewSet):
         body = PlanRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        steps = plan_run(pipeline, parameters=data["parameters"],
-                         version=_version_of(pipeline, data.get("version")))
-        return Response({"steps": steps})
+        version = _version_of(pipeline, data.get("version"))
+        steps = plan_run(pipeline, parameters=data["parameters"], version=version)
+        _, warnings = services.spec_problems(pipeline.workspace,
+                                             version.spec if version else pipeline.spec)
+        return Response({"steps": steps, "warnings": [w.to_dict() for w in warnings]})
 
 
 def _version_detail(version: PipelineVersion) -> dict[str, Any]:

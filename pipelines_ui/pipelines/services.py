@@ -21,6 +21,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from pipelines_ui.accounts.models import ApiToken, Workspace
+from pipelines_ui.compute.services import worker_warnings
 from pipelines_ui.pipelines.models import Component, Endpoint, Pipeline, PipelineVersion, Schedule
 from runner.components import BUILTINS, PORT_TYPES, ComponentDef
 from runner.spec import NAME, Spec, SpecError, check_run_parameters, validate_spec
@@ -67,6 +68,17 @@ def spec_errors(workspace: Workspace, document: Any) -> list[SpecError]:
     except SpecInvalid as exc:
         return exc.errors
     return []
+
+
+def spec_problems(workspace: Workspace, document: Any
+                  ) -> tuple[list[SpecError], list[SpecError]]:
+    """(errors, warnings): what stops a run, then what would stall it. Warnings are looked
+    for in a valid spec only; an invalid one has more pressing problems."""
+    try:
+        spec = check_spec(workspace, document)
+    except SpecInvalid as exc:
+        return exc.errors, []
+    return [], worker_warnings(workspace, spec)
 
 
 # --- Drafts and versions --------------------------------------------------------------------

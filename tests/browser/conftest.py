@@ -151,3 +151,11 @@ def components(workspace):
             print("scored", text)
             """),
     ]
+
+
+def save_screenshot(page, name: str) -> None:
+    """With UI_SCREENSHOTS=<folder> set, keep what the page shows now at 1440x900 there."""
+    folder = os.environ.get("UI_SCREENSHOTS")
+    if folder:
+        page.set_viewport_size({"width": 1440, "height": 900})
+        page.screenshot(path=os.path.join(folder, f"{name}.png"))

@@ -1,5 +1,6 @@
 // The Run dialog: a form for the pipeline's parameters, the plan for those values (which
-// steps will be reused and which will run, and why), then the run itself and its page.
+// steps will be reused and which will run, and why, and which would wait for a worker), then
+// the run itself and its page.
 
 import { post } from "../api.js";
 import { parseDefault } from "./pipeline-parameters.js";
@@ -9,6 +10,7 @@ const PLAN_AFTER_MS = 300;
 export function createRunDialog(dialog, { urls, runUrl, getParameters, ensureSaved }) {
   const fieldset = dialog.querySelector("[data-role=parameters]");
   const planBox = dialog.querySelector("[data-role=plan]");
+  const warningBox = dialog.querySelector("[data-role=warnings]");
   const errorBox = dialog.querySelector("[data-role=error]");
   const start = dialog.querySelector("[data-action=start-run]");
   let definitions = {};
@@ -78,10 +80,12 @@ export function createRunDialog(dialog, { urls, runUrl, getParameters, ensureSav
     errorBox.hidden = true;
     dialog.dataset.plan = "pending";
     planBox.innerHTML = `<p class="muted">Working out the plan…</p>`;
+    renderWarnings([]);
     try {
-      const steps = await post(urls.plan, { parameters: values() });
+      const reply = await post(urls.plan, { parameters: values() });
       if (mine !== asked) return;
-      renderPlan(Array.isArray(steps) ? steps : steps.steps || []);
+      renderWarnings(reply.warnings || []);
+      renderPlan(reply.steps || []);
       start.disabled = false;
       dialog.dataset.plan = "ready";
     } catch (exc) {
@@ -90,6 +94,17 @@ export function createRunDialog(dialog, { urls, runUrl, getParameters, ensureSav
       showError(exc.message, exc.errors);
       dialog.dataset.plan = "failed";
     }
+  }
+
+  /** What would not stop the run but would stall it: the run may still start. */
+  function renderWarnings(warnings) {
+    warningBox.replaceChildren(...warnings.map((w) => {
+      const li = document.createElement("li");
+      li.dataset.node = w.node || "";
+      li.textContent = w.message;
+      return li;
+    }));
+    warningBox.hidden = !warnings.length;
   }
 
   function renderPlan(steps) {
