@@ -1,6 +1,6 @@
 """Benchmark: per-step overhead of the run engine beside bare subprocesses (prints figures).
 
-    python bench/run_engine.py            # embedded: SQLite + filesystem broker
+    python bench/run_engine.py            # embedded: SQLite + the embedded Valkey of `make up`
     python bench/run_engine.py --redis    # broker and channel layer on Redis (dbs 2 and 3)
     python bench/run_engine.py --redis --postgres postgres://postgres@127.0.0.1:5432/test
 
@@ -53,6 +53,12 @@ def configure(args: argparse.Namespace, port: int) -> Path:
     if args.postgres:
         os.environ["DATABASE_URL"] = args.postgres
     return var
+
+
+def start_embedded_valkey(var: Path) -> subprocess.Popen:
+    from runner.broker import start_embedded_valkey
+
+    return start_embedded_valkey(var, stdout=subprocess.DEVNULL)
 
 
 def free_port() -> int:
@@ -127,7 +133,7 @@ def bare(n: int, parallel: int) -> float:
 def main() -> None:
     args = parse_args()
     port = free_port()
-    configure(args, port)
+    var = configure(args, port)
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -149,6 +155,7 @@ def main() -> None:
     key = issue_worker_key(target)
 
     env = dict(os.environ)
+    valkey = None if args.redis else start_embedded_valkey(var)
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "pipelines_ui.asgi:application",
                                "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env)
     worker_log = open(ROOT / "bench" / "out" / "worker.log", "w")
@@ -162,7 +169,7 @@ def main() -> None:
                                        spec=chain(2, target.name, "warm"))
         timed_run(warm, user)
 
-        broker, layer = ("redis", "redis") if args.redis else ("filesystem", "in-memory")
+        broker = layer = "redis" if args.redis else "embedded valkey"
         database = "postgresql" if args.postgres else "sqlite"
         print(f"broker={broker} channel layer={layer} database={database} worker slots={SLOTS}")
         cpu = CpuMeter(server=server.pid, worker=worker.pid)
@@ -175,6 +182,9 @@ def main() -> None:
         server.terminate()
         worker.wait(30)
         server.wait(30)
+        if valkey is not None:
+            valkey.terminate()
+            valkey.wait(30)
 
 
 class CpuMeter:

@@ -1,9 +1,10 @@
 """Settings for Pipelines UI, read from the environment.
 
-With nothing set the product runs embedded: SQLite (WAL) for the database, Celery's filesystem
-transport for the broker, the in-memory channel layer and a file:// datastore, all under var/.
-Set DATABASE_URL, CELERY_BROKER_URL, REDIS_URL and DATASTORE_URL for PostgreSQL, Redis and a
-shared datastore. Production: DEBUG=0, HTTPS=1, SECRET_KEY and ALLOWED_HOSTS.
+With nothing set the product runs embedded: SQLite (WAL) for the database, the Valkey that
+`manage.py up` starts on a Unix socket for the broker, the channel layer and the rate limits,
+and a file:// datastore, all under var/. Set DATABASE_URL, CELERY_BROKER_URL, REDIS_URL and
+DATASTORE_URL for PostgreSQL, Redis and a shared datastore. Production: DEBUG=0, HTTPS=1,
+SECRET_KEY and ALLOWED_HOSTS.
 """
 
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from runner.broker import celery_config, var_dir
+from runner.broker import celery_config, embedded_redis_url, var_dir
 
 
 def envstr(name: str, default: str = "") -> str:
@@ -168,17 +169,14 @@ HTTP_THREADS = envint("PIPELINES_HTTP_THREADS", 16)
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
-# Channels: Redis when REDIS_URL is set; in memory for the one-process embedded server.
-REDIS_URL = envstr("REDIS_URL")
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
-        }
+# Channels and the trigger limits: Redis, or the embedded Valkey when REDIS_URL is not set.
+REDIS_URL = envstr("REDIS_URL") or embedded_redis_url(VAR_DIR)
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
     }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+}
 
 # Celery: the control worker's app reads these (namespace CELERY_).
 _celery = celery_config(envstr("CELERY_BROKER_URL") or None)

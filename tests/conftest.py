@@ -1,10 +1,35 @@
 """Fixtures shared by every test: small, explicit, one tenancy trio (STYLE 19)."""
 
+import os
+import subprocess
+
 import pytest
 from django.contrib.auth import get_user_model
 
 from pipelines_ui.accounts.models import Membership, Workspace
 from pipelines_ui.compute.models import ComputeTarget
+from runner import broker
+
+_embedded_valkey: subprocess.Popen | None = None
+
+
+def pytest_sessionstart(session):
+    """With no broker or Redis named, the tests use the embedded Valkey, as `make up` does."""
+    global _embedded_valkey
+    if os.environ.get("CELERY_BROKER_URL") and os.environ.get("REDIS_URL"):
+        return
+    root = broker.var_dir()
+    if broker.valkey_answers(root):
+        raise pytest.UsageError(f"`make up` is serving from {root}: its workers would take the "
+                                "tests' steps. Stop it, or set PIPELINES_VAR_DIR for the tests.")
+    _embedded_valkey = broker.start_embedded_valkey(
+        root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def pytest_sessionfinish(session):
+    if _embedded_valkey is not None:
+        _embedded_valkey.terminate()
+        _embedded_valkey.wait(timeout=10)
 
 
 @pytest.fixture

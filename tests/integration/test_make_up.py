@@ -57,7 +57,7 @@ def test_make_up_serves_the_sign_in_page_and_stops_cleanly(tmp_path):
         assert health["status"] == "ok", health
         assert (clone / "var" / "db.sqlite3").exists()
         tree = psutil.Process(make.pid).children(recursive=True)
-        assert len(tree) >= 4  # manage.py up, web, control worker, compute worker
+        assert len(tree) >= 5  # manage.py up: broker, web, control worker, compute worker
         assert _run_demo_pipeline(clone, {**env, "PIPELINES_SERVER_URL": url}) == "succeeded"
         scored = _run_in_shell(clone, {**env, "PIPELINES_SERVER_URL": url}, RUN_DIABETES)
         assert re.search(r"^status succeeded", scored, re.MULTILINE), scored

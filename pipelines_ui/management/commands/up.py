@@ -1,26 +1,30 @@
 """`manage.py up`: the whole product on one machine, on its embedded defaults.
 
-Migrates, seeds the demo workspace, then runs the ASGI web server, the control worker (with
-Celery beat) and a compute worker for the `local` target as child processes. Ctrl-C stops all.
+Migrates, seeds the demo workspace, then supervises the embedded Valkey (broker, channel
+layer, rate limits; unless CELERY_BROKER_URL and REDIS_URL name servers of their own), the
+ASGI web server, the control worker (with Celery beat) and a compute worker for the `local`
+target: a child that dies is restarted, Ctrl-C stops all.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
+import re
 import sys
-import time
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.compute.services import issue_worker_key
 from pipelines_ui.services import seed_demo
+from pipelines_ui.supervisor import Child, Supervisor
+from runner import broker
 
-STOP_GRACE_S = 10
+# Valkey's advice on vm.overcommit_memory concerns its background saves on a busy server, not
+# a new user's first minute: it stays in the broker's log.
+BROKER_QUIET = re.compile(r"overcommit")
 
 
 class Command(BaseCommand):
@@ -34,56 +38,51 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, concurrency: int, **options):
         call_command("migrate", interactive=False, verbosity=0)
-        self.stdout.write(seed_demo().describe())
+        seeded = seed_demo()
         url = f"http://{host}:{port}"
-        env = {**os.environ, "PIPELINES_SERVER_URL": os.environ.get("PIPELINES_SERVER_URL", url)}
+        env = {**os.environ, "PIPELINES_SERVER_URL": os.environ.get("PIPELINES_SERVER_URL", url),
+               "CELERY_BROKER_URL": settings.CELERY_BROKER_URL, "REDIS_URL": settings.REDIS_URL}
+        log_dir = settings.VAR_DIR / "log"
+        children = [*self._embedded_broker(), *self._servers(env, host, port, concurrency)]
+        supervisor = Supervisor(children, log_dir, settings.BASE_DIR, self._say)
+        self._say(f"Pipelines UI: {url}/  ({seeded.describe()})")
+        self._say(f"Logs of each process: {log_dir}/")
+        supervisor.start_all()
+        self._say(self.style.SUCCESS(f"Pipelines UI is up at {url}/ (Ctrl-C stops it)"))
+        supervisor.run()
+        self._say("Stopped.")
+
+    def _embedded_broker(self) -> list[Child]:
+        """The Valkey under var/, when the broker and the channel layer are not set."""
+        embedded = (broker.embedded_broker_url(settings.VAR_DIR),
+                    broker.embedded_redis_url(settings.VAR_DIR))
+        if (settings.CELERY_BROKER_URL, settings.REDIS_URL) != embedded:
+            return []
+        root = settings.VAR_DIR
+        if broker.valkey_answers(root):
+            raise CommandError(f"Another `make up` is serving from {root} (its broker answers "
+                               f"on {broker.embedded_socket(root)}); stop it first.")
+        return [Child("broker", broker.valkey_command(root), dict(os.environ),
+                      quiet=BROKER_QUIET, stop_stage=2,
+                      ready=lambda process: broker.wait_for_valkey(root, process))]
+
+    def _servers(self, env: dict[str, str], host: str, port: int,
+                 concurrency: int) -> list[Child]:
         worker_env = {**env, "PIPELINES_WORKER_KEY": issue_worker_key(
             ComputeTarget.objects.get(name="local"))}
-        children = {
-            "web": self._start([sys.executable, "-m", "uvicorn", "pipelines_ui.asgi:application",
-                                "--host", host, "--port", str(port), "--log-level", "warning"],
-                               env),
-            "control": self._start([sys.executable, "-m", "celery", "-A", "pipelines_ui",
-                                    "worker", "-B", "-Q", "control", "-c", "1",
-                                    "-n", "control@%h", "-l", "WARNING"], env),
-            "compute": self._start([sys.executable, "-m", "runner", "worker", "--target",
-                                    "local", "--concurrency", str(concurrency)], worker_env),
-        }
-        self.stdout.write(self.style.SUCCESS(f"Pipelines UI is up at {url}/ (Ctrl-C stops it)"))
-        self._supervise(children)
+        python = sys.executable
+        return [
+            Child("web", [python, "-m", "uvicorn", "pipelines_ui.asgi:application", "--host",
+                          host, "--port", str(port), "--log-level", "warning"], env,
+                  stop_stage=1),
+            Child("control", [python, "-m", "celery", "-A", "pipelines_ui", "worker", "-B",
+                              "-Q", "control", "-c", "1", "-n", "control@%h", "-l", "INFO"],
+                  env),
+            Child("compute", [python, "-m", "runner", "worker", "--target", "local",
+                              "--concurrency", str(concurrency)], worker_env),
+        ]
 
-    def _start(self, command: list[str], env: dict[str, str]) -> subprocess.Popen:
-        return subprocess.Popen(command, env=env, cwd=settings.BASE_DIR)
+    def _say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
 
-    def _supervise(self, children: dict[str, subprocess.Popen]) -> None:
-        stopping = False
-
-        def stop(signum, frame):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
-        exited = None
-        while not stopping and exited is None:
-            exited = next((name for name, p in children.items() if p.poll() is not None), None)
-            time.sleep(0.2)
-        if exited:
-            self.stderr.write(f"{exited} exited with code {children[exited].returncode}; "
-                              "stopping the others")
-        self._stop_all(children)
-        self.stdout.write("Stopped.")
-        if exited:
-            sys.exit(1)
-
-    def _stop_all(self, children: dict[str, subprocess.Popen]) -> None:
-        for process in children.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for process in children.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

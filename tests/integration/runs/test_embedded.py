@@ -1,4 +1,4 @@
-"""The engine on the embedded defaults: SQLite, Celery's filesystem transport, in-memory layer.
+"""The engine on the embedded defaults: SQLite, and the embedded Valkey for broker and layer.
 
 CI runs the suite on PostgreSQL and Redis; this runs engine tests once more in a child pytest
 with none of the service URLs set, as `make up` would.
@@ -34,7 +34,7 @@ def test_the_engine_runs_on_the_embedded_defaults(tmp_path):
                                          "-k", selection)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "4 passed" in result.stdout
-    assert (tmp_path / "var" / "broker" / "queue").is_dir()
+    assert (tmp_path / "var" / "valkey" / "appendonlydir").is_dir()
 
 
 @pytest.mark.slow
@@ -44,4 +44,4 @@ def test_the_diabetes_example_runs_and_scores_on_the_embedded_defaults(tmp_path)
                                          "tests/integration/runs/test_diabetes_example.py")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "2 passed" in result.stdout
-    assert (tmp_path / "var" / "broker" / "queue").is_dir()  # the filesystem transport ran it
+    assert (tmp_path / "var" / "valkey" / "appendonlydir").is_dir()  # the embedded Valkey ran

@@ -14,7 +14,7 @@ PROBE = (
     " 'wal': settings.DATABASES['default'].get('OPTIONS', {}).get('init_command', ''),"
     " 'broker': settings.CELERY_BROKER_URL,"
     " 'transport': settings.CELERY_BROKER_TRANSPORT_OPTIONS,"
-    " 'layer': settings.CHANNEL_LAYERS['default']['BACKEND'],"
+    " 'layer': settings.CHANNEL_LAYERS['default']['BACKEND'], 'redis': settings.REDIS_URL,"
     " 'datastore': settings.DATASTORE_URL, 'debug': settings.DEBUG,"
     " 'hosts': settings.ALLOWED_HOSTS}))"
 )
@@ -38,10 +38,11 @@ def test_nothing_set_runs_embedded_under_var(tmp_path):
     assert found["db"] == "django.db.backends.sqlite3"
     assert found["db_name"] == str(var / "db.sqlite3")
     assert "journal_mode=WAL" in found["wal"]
-    assert found["broker"] == "filesystem://"
-    assert found["transport"]["data_folder_in"] == str(var / "broker" / "queue")
-    assert (var / "broker" / "queue").is_dir()
-    assert found["layer"] == "channels.layers.InMemoryChannelLayer"
+    socket = var / "run" / "valkey.sock"  # the embedded Valkey of `make up`
+    assert found["broker"] == f"redis+socket://{socket}?virtual_host=1"
+    assert found["transport"] == {"visibility_timeout": 8 * 3600}
+    assert found["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert found["redis"] == f"unix://{socket}?db=0"
     assert found["datastore"] == (var / "datastore").as_uri()
     assert found["debug"] is False
 
