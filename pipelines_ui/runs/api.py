@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Prefetch
 from django.urls import path
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -49,6 +50,7 @@ from pipelines_ui.runs.services import (
     ingest_report,
     rerun,
 )
+from pipelines_ui.runs.waiting import waiting_reason
 from pipelines_ui.runs.worker_auth import StepTokenForeign, check_report_credential
 from runner.messages import MessageError, parse_worker_heartbeat
 
@@ -75,7 +77,8 @@ class StepEventsView(WorkerView):
         request=inline_serializer("StepReport", {"attempt_id": serializers.CharField(),
                                                  "events": serializers.ListField()}),
         responses={200: _reply, 400: OpenApiResponse(description="malformed report"),
-                   401: OpenApiResponse(description="bad token, or its attempt finished"),
+                   401: OpenApiResponse(description="bad token, or its attempt finished "
+                                        "(then with \"finished\": true)"),
                    403: OpenApiResponse(description="a token of another step run"),
                    409: OpenApiResponse(description="the attempt is no longer current")},
         tags=["worker"],
@@ -90,8 +93,9 @@ class StepEventsView(WorkerView):
             reply = ingest_report(step_run_id, token, request.data)
         except StepTokenForeign as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
-        except StepTokenExpired as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_401_UNAUTHORIZED)
+        except StepTokenExpired as exc:  # "finished": a duplicate delivery, expected (R3)
+            return Response({"detail": str(exc), "finished": True},
+                            status=status.HTTP_401_UNAUTHORIZED)
         except MessageError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         except StepTokenInvalid as exc:
@@ -151,14 +155,20 @@ class StepRunSerializer(serializers.ModelSerializer):
     reused_from_run = serializers.IntegerField(source="reused_from.run_id", allow_null=True,
                                                read_only=True, help_text="The run whose step "
                                                "this one reused.")
+    waiting = serializers.SerializerMethodField(
+        help_text="What a queued step waits for and how long it has, such as \"waiting for a "
+        "worker on gpu for 2 m 05 s\"; null when it waits on nothing it lacks.")
 
     class Meta:
         model = StepRun
-        fields = ["id", "node", "component", "compute_target", "state", "attempt", "attempts",
-                  "error", "traceback", "exit_code", "reason", "fingerprint", "reused_from",
-                  "reused_from_run", "params", "inputs", "outputs", "worker", "queued_at",
-                  "started_at", "finished_at"]
+        fields = ["id", "node", "component", "compute_target", "state", "waiting", "attempt",
+                  "attempts", "error", "traceback", "exit_code", "reason", "fingerprint",
+                  "reused_from", "reused_from_run", "params", "inputs", "outputs", "worker",
+                  "queued_at", "started_at", "finished_at"]
         read_only_fields = fields
+
+    def get_waiting(self, step: StepRun) -> str | None:
+        return waiting_reason(step, timezone.now())
 
 
 class RunSerializer(StrictModelSerializer):
@@ -259,7 +269,8 @@ def run_with_steps(request, run_id: int) -> Run:
 
 _RUN_JOINS = ("pipeline", "version", "triggered_by", "endpoint")
 _STEPS = Prefetch("steps", queryset=StepRun.objects.select_related("compute_target",
-                                                                   "reused_from"))
+                                                                   "reused_from")
+                  .prefetch_related("compute_target__workers"))  # for `waiting`
 
 
 def _int_param(request, name: str, default: int | None, low: int = 0) -> int | None:

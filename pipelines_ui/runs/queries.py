@@ -21,7 +21,9 @@ from pipelines_ui.accounts.models import Workspace
 from pipelines_ui.accounts.services import member_workspaces
 from pipelines_ui.data.models import Artifact
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.durations import format_duration
 from pipelines_ui.runs.models import Run, RunTag, StepRun
+from pipelines_ui.runs.waiting import waiting_reason
 from runner.transitions import RUN_STATES
 
 PAGE_SIZE = 50
@@ -176,20 +178,6 @@ def run_duration(run: Run, now: datetime | None = None) -> timedelta | None:
     return (run.finished_at or now or timezone.now()) - run.started_at
 
 
-def format_duration(span: timedelta | None) -> str:
-    """1.2 s, 4 m 05 s, 3 h 02 m: as precise as a person reading a table needs."""
-    if span is None:
-        return ""
-    seconds = max(span.total_seconds(), 0)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} m {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} m"
-
-
 def trigger_label(run: Run) -> str:
     """Who or what started the run, in a few words (joins must be selected)."""
     if run.trigger == Run.Trigger.ENDPOINT:
@@ -220,9 +208,11 @@ def visible_run(user, run_id: int) -> Run | None:
 
 
 def run_page_data(run: Run) -> dict[str, Any]:
-    """Everything the run page draws at load (three queries: tags, steps, artifacts)."""
+    """Everything the run page draws at load (four queries: tags, steps, their targets'
+    workers, artifacts)."""
     steps = list(StepRun.objects.filter(run=run).select_related("compute_target", "reused_from")
-                 .order_by("id"))
+                 .prefetch_related("compute_target__workers").order_by("id"))
+    now = timezone.now()
     digests = {d for s in steps for d in (*s.inputs.values(), *s.outputs.values())}
     artifacts = {
         a.digest: {"digest": a.digest, "size": a.size, "produced_by_run": a.produced_by.run_id
@@ -240,7 +230,7 @@ def run_page_data(run: Run) -> dict[str, Any]:
             "edges": [{"from": e["from"].split(".")[0], "to": e["to"].split(".")[0]}
                       for e in spec.get("edges", [])],
         },
-        "steps": [step_data(s) for s in steps],
+        "steps": [step_data(s, now) for s in steps],
         "artifacts": artifacts,
     }
 
@@ -258,7 +248,8 @@ def run_summary(run: Run) -> dict[str, Any]:
     }
 
 
-def step_data(step: StepRun) -> dict[str, Any]:
+def step_data(step: StepRun, now: datetime) -> dict[str, Any]:
+    """A step as the run page draws it; its target's workers are prefetched."""
     return {
         "node": step.node, "component": step.component, "state": step.state,
         "attempt": step.attempt, "attempts": step.attempts,
@@ -269,7 +260,7 @@ def step_data(step: StepRun) -> dict[str, Any]:
         "reused_from": step.reused_from_id,
         "reused_from_run": step.reused_from.run_id if step.reused_from else None,
         "queued_at": _iso(step.queued_at), "started_at": _iso(step.started_at),
-        "finished_at": _iso(step.finished_at),
+        "finished_at": _iso(step.finished_at), "waiting": waiting_reason(step, now),
     }
 
 

@@ -1,5 +1,7 @@
 // The run page: graph, step details, logs, metric charts, timeline and parameters, live over
-// /ws/runs/<id>/ (no polling). What the socket misses is fetched from the REST API.
+// /ws/runs/<id>/. What the socket misses is fetched from the REST API. The one poll: while a
+// step is queued the run is read again every few seconds, since whether a worker can take it
+// changes with worker heartbeats, which send no event (its `waiting` sentence says so).
 // Readiness flags for tests: body.dataset.runReady ("1" once drawn and loaded) and
 // body.dataset.live ("open" while the socket is up).
 
@@ -16,6 +18,7 @@ const urls = data.urls;
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const FINISHED = new Set(["succeeded", "failed", "canceled"]);
 const TERMINAL_STEP = new Set(["succeeded", "failed", "canceled", "skipped", "reused"]);
+const WAITING_REFRESH_MS = 5000;
 
 const run = data.run;
 const steps = new Map(data.steps.map((s) => [s.node, s]));
@@ -70,13 +73,24 @@ function drawParameters() {
 }
 
 function drawStep(step) {
-  graph.setState(step.node, step.state, step.attempt);
+  graph.setState(step.node, step.state, step.attempt, step.waiting);
 }
 
 function drawSteps() {
   for (const step of steps.values()) drawStep(step);
   gantt.draw([...steps.values()]);
   if (selected) panel.show(steps.get(selected), artifacts);
+  watchQueued();
+}
+
+let waitingTimer = null;
+/** While a step is queued, read the run again now and then: a worker may come or go. */
+function watchQueued() {
+  clearTimeout(waitingTimer);
+  waitingTimer = null;
+  if ([...steps.values()].some((s) => s.state === "queued")) {
+    waitingTimer = setTimeout(refresh, WAITING_REFRESH_MS);
+  }
 }
 
 function select(node) {
@@ -106,6 +120,8 @@ function onEvent(event) {
     Object.assign(step, {
       state: event.state, attempt: event.attempt, error: event.error,
       reused_from: event.reused_from, started_at: event.started_at, finished_at: event.finished_at,
+      // The event does not say what a queued step waits for: the refresh below reads it.
+      waiting: event.state === "queued" ? step.waiting : null,
     });
     drawStep(step);
     gantt.draw([...steps.values()]);
@@ -114,7 +130,7 @@ function onEvent(event) {
       if (newAttempt) logs.show(step.node, step.attempt);
     }
     // Exit code, traceback, outputs and worker are not in the event: read them once it ends.
-    if (TERMINAL_STEP.has(event.state) || event.state === "running") refreshSoon();
+    if (TERMINAL_STEP.has(event.state) || event.state === "running" || event.state === "queued") refreshSoon();
   } else if (event.type === "run") {
     Object.assign(run, { status: event.status, canceling: event.canceling,
       started_at: event.started_at, finished_at: event.finished_at });
@@ -151,6 +167,7 @@ async function refresh() {
     drawSteps();
   } catch (exc) {
     console.warn("could not refresh the run", exc);
+    watchQueued();
   }
 }
 

@@ -58,7 +58,8 @@ export class RunGraph {
       title.textContent = node.id.length > 20 ? `${node.id.slice(0, 19)}…` : node.id;
       const state = el("text", { x: 10, y: 38, class: "state" }, group);
       state.textContent = "";
-      el("title", {}, group).textContent = `${node.id} (${node.component})`;
+      group.dataset.title = `${node.id} (${node.component})`;
+      el("title", {}, group).textContent = group.dataset.title;
       group.addEventListener("click", () => this.onSelect(node.id));
       group.addEventListener("keydown", (event) => {
         if (event.key === "Enter" || event.key === " ") this.onSelect(node.id);
@@ -68,12 +69,18 @@ export class RunGraph {
     this.container.replaceChildren(svg);
   }
 
-  setState(nodeId, state, attempt) {
+  /** `waiting`: what a queued step waits for (the API's sentence), or null. */
+  setState(nodeId, state, attempt, waiting = null) {
     const group = this.nodes.get(nodeId);
     if (!group) return;
     group.dataset.state = state;
-    group.setAttribute("class", `node state-${state}${group.classList.contains("selected") ? " selected" : ""}`);
-    group.querySelector("text.state").textContent = attempt > 1 ? `${state} · attempt ${attempt}` : state;
+    const classes = ["node", `state-${state}`];
+    if (waiting) classes.push("waiting");
+    if (group.classList.contains("selected")) classes.push("selected");
+    group.setAttribute("class", classes.join(" "));
+    const label = waiting ? "waiting for a worker" : state;
+    group.querySelector("text.state").textContent = attempt > 1 ? `${label} · attempt ${attempt}` : label;
+    group.querySelector("title").textContent = waiting ? `${nodeId}: ${waiting}` : group.dataset.title;
   }
 
   select(nodeId) {

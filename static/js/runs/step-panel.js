@@ -56,8 +56,11 @@ export class StepPanel {
     const table = h("table", { class: "kv" });
     for (const [label, value] of rows) table.append(h("tr", {}, h("th", { text: label }), h("td", {}, value)));
     this.node = step.node;
-    const parts = [h("h2", { text: `Step ${step.node}` }), table];
-    if (step.error) parts.push(h("p", { class: "error", "data-testid": "step-error", text: step.error }));
+    const parts = [h("h2", { text: `Step ${step.node}` })];
+    if (step.waiting) parts.push(h("p", { class: "waiting-note", "data-testid": "step-waiting", text: step.waiting }));
+    parts.push(table);
+    // A queued step's only error is the reconciler's note that it waits, said above already.
+    if (step.error && !step.waiting) parts.push(h("p", { class: "error", "data-testid": "step-error", text: step.error }));
     if (step.traceback) parts.push(h("details", { open: "" }, h("summary", { text: "Traceback" }), h("pre", { class: "traceback", text: step.traceback })));
     parts.push(h("h3", { text: "Parameters" }), h("pre", { class: "json", "data-testid": "step-params", text: JSON.stringify(step.params || {}, null, 2) }));
     parts.push(this.artifactTable(step, artifacts));
