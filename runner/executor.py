@@ -5,6 +5,8 @@ empty output folders, its parameters in a JSON file and an environment built fro
 (never the worker's own: S6). It runs in its own session, so a timeout or cancel reaches the
 whole process group, grandchildren included (R12). Its stdout, stderr and metrics stream to a
 Sink with declared secrets masked (S7). Outputs are published only when it exits 0 (R13).
+A supervisor leads that group (runner.step_launch) and stops it when the worker's lease on
+contact with the server ends, or the worker dies, even while this process cannot run (R16).
 
 Working directory layout:
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import errno
 import json
 import logging
 import marshal
@@ -39,6 +42,7 @@ import selectors
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -56,7 +60,7 @@ from runner.messages import MAX_LOG_LINE_CHARS, ArtifactRef, StepJob
 
 logger = logging.getLogger(__name__)
 
-KILL_GRACE_S = 3.0  # between SIGTERM and SIGKILL of the step's process group
+KILL_GRACE_S = step_launch.KILL_GRACE_S  # between SIGTERM and SIGKILL of the step's group
 POLL_S = 0.1  # how often should_stop and the timeout are checked
 READER_JOIN_S = 5.0  # how long to wait for output still in the pipes after the step ended
 STDERR_TAIL_LINES = 200  # kept to find the Python traceback
@@ -116,10 +120,15 @@ def _ignore(pid: int) -> None:
     return None
 
 
+def _forever() -> float:
+    return math.inf
+
+
 def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
             claim: Callable[[], bool] = _granted,
             should_stop: Callable[[], str | None] = _never,
             on_start: Callable[[int], None] = _ignore,
+            contact_until: Callable[[], float] = _forever,
             dispose: Callable[[Path], None] | None = None) -> StepResult | None:
     """Run one step to its end and return how it ended; never raises for the step's faults.
 
@@ -127,7 +136,10 @@ def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
     not run and None is returned. A step that could not be prepared is claimed too, so that
     its failure is reported. `should_stop` is polled about every POLL_S seconds:
     "lost_contact" stops the step with that reason, any other non-None value cancels it.
-    `on_start` receives the step's pid. The working directory is removed before returning,
+    `contact_until` is polled as often: the time (time.monotonic) until which the step may
+    run without more contact with the server; the step's supervisor stops it after that
+    whether or not this process can still run. `on_start` receives the pid of the step's
+    supervisor, its process group's. The working directory is removed before returning,
     or handed to `dispose` to remove later (the worker does so once it has reported the end:
     it is not on the step's path).
     """
@@ -138,7 +150,8 @@ def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
     try:
         workdir = _make_workdir(Path(workdir_root).absolute(), job)
         prepared = _prepare(job, workdir)
-        return _run(job, prepared, stream, claim_once, should_stop, on_start)
+        return _run(job, prepared, stream, claim_once,
+                    _Watch(should_stop, contact_until), on_start)
     except SetupError as exc:
         if not claim_once():
             return None
@@ -363,9 +376,17 @@ def _environment(job: StepJob, workdir: Path, program: str,
 # --- Running ------------------------------------------------------------------------------
 
 
+@dataclass
+class _Watch:
+    """What the executor asks while the step runs: whether to stop it, and until when the
+    worker holds a lease on contact with the server."""
+
+    should_stop: Callable[[], str | None]
+    contact_until: Callable[[], float]
+
+
 def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink, claim: _Claim,
-         should_stop: Callable[[], str | None], on_start: Callable[[int], None]
-         ) -> StepResult | None:
+         watch: _Watch, on_start: Callable[[int], None]) -> StepResult | None:
     template = _take_template(prepared)  # if none is kept, one starts during the claim
     claimed = False
     try:
@@ -375,16 +396,26 @@ def _run(job: StepJob, prepared: _Prepared, stream: _StreamSink, claim: _Claim,
             _templates.keep(template)  # it forked nothing; the next step can have it
     if not claimed:
         return None
+    with _Lease(watch.contact_until) as lease:
+        return _run_claimed(job, prepared, stream, template, watch.should_stop, lease,
+                            on_start)
+
+
+def _run_claimed(job: StepJob, prepared: _Prepared, stream: _StreamSink,
+                 template: _Template | None, should_stop: Callable[[], str | None],
+                 lease: _Lease, on_start: Callable[[int], None]) -> StepResult:
     # A template that is gone forked nothing that will run: the claim holds for a fresh start.
-    launched = template.launch(prepared) if template is not None else None
-    proc, metrics_fd = launched or _start(prepared)
+    launched = template.launch(prepared, lease.read_fd) if template is not None else None
+    proc, metrics_fd = launched or _start(prepared, lease.read_fd)
+    lease.handed_over()
     reader: threading.Thread | None = None
     try:
         reader = _start_reader(proc, metrics_fd, stream)
         on_start(proc.pid)
-        stop_reason = _supervise(proc, job["timeout_s"], should_stop, stream)
+        stop_reason = _supervise(proc, job["timeout_s"], should_stop, lease, stream)
     finally:
-        # Whatever happened, no process of the step's group outlives it.
+        # Whatever happened, no process of the step's group outlives it; and only then does
+        # the lease pipe close, which would tell its supervisor that the worker died.
         _signal_group(proc.pid, signal.SIGKILL)
         _wait_killed(proc)
         if launched is not None and template is not None:
@@ -414,27 +445,58 @@ Process = "subprocess.Popen[bytes] | _Forked"  # a step started as itself, or fo
 Started = tuple[Process, int]
 
 
-def _start(prepared: _Prepared) -> Started:
-    """Start the step's command as it is, in a session of its own with a metrics pipe;
-    returns the process and our end of the pipe."""
+def _start(prepared: _Prepared, lease_fd: int) -> Started:
+    """Start the step's command as it is, under a supervisor in a session of its own
+    (runner.step_launch), with a metrics pipe; returns the supervisor's process and our end of
+    the metrics pipe."""
     read_fd, write_fd = os.pipe()
+    (launch_r, launch_w), (error_r, error_w) = os.pipe(), os.pipe()
     env = {**prepared.env, **_metrics_env(write_fd), context.METRICS_FD_VAR: str(write_fd)}
     try:
         proc = subprocess.Popen(
-            prepared.argv, cwd=prepared.cwd, env=env, start_new_session=True,
-            pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            [sys.executable, "-I", "-S", step_launch.__file__, step_launch.COMMAND,
+             str(lease_fd), str(launch_r), str(error_w), str(os.getpid())],
+            cwd="/", env={}, start_new_session=True,
+            pass_fds=(write_fd, lease_fd, launch_r, error_w), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
     except BaseException as exc:
-        os.close(read_fd)
-        if isinstance(exc, FileNotFoundError):
-            raise SetupError(f"command not found: {prepared.argv[0]}") from exc
+        _close(read_fd, launch_w, error_r)
         if isinstance(exc, (OSError, ValueError)):
-            raise SetupError(f"cannot start {prepared.argv[0]}: {exc}") from exc
+            raise SetupError(f"cannot start the step's supervisor: {exc}") from exc
         raise
     finally:
-        os.close(write_fd)  # the step holds its own copy; EOF comes when it (and its kin) exit
+        # The step holds its own copies; EOF comes when it (and its kin) exit.
+        _close(write_fd, launch_r, error_w)
+    _write_launch(launch_w, {"cwd": str(prepared.cwd), "args": prepared.argv, "env": env})
+    _raise_if_not_started(proc, error_r, prepared.argv[0], read_fd)
     return proc, read_fd
+
+
+def _write_launch(fd: int, launch: dict[str, Any]) -> None:
+    try:
+        with open(fd, "wb") as pipe:
+            pipe.write(step_launch.framed(marshal.dumps(launch, 4)))
+    except OSError:
+        pass  # the step is gone already; its supervisor tells how it ended
+
+
+def _raise_if_not_started(proc: subprocess.Popen[bytes], error_fd: int, program: str,
+                          metrics_fd: int) -> None:
+    """Wait until the step has executed its command; SetupError if it could not."""
+    with open(error_fd, "rb") as errors:
+        reported = errors.read()
+    if not reported:
+        return
+    proc.wait()
+    _close(metrics_fd)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    proc.stderr.close()
+    number = int(reported)
+    if number == errno.ENOENT:
+        raise SetupError(f"command not found: {program}")
+    raise SetupError(f"cannot start {program}: {OSError(number, os.strerror(number), program)}")
 
 
 def _metrics_env(write_fd: int) -> dict[str, str]:
@@ -501,7 +563,7 @@ class _Template:
             theirs.close()
         return cls(python, proc, ours, _identity(python))
 
-    def launch(self, prepared: _Prepared) -> Started | None:
+    def launch(self, prepared: _Prepared, lease_fd: int) -> Started | None:
         """Fork the step; None if the template is gone, and then nothing of the step runs."""
         if self.folders is None:
             folders = self._receive_bytes()
@@ -510,12 +572,12 @@ class _Template:
                 return None
             self.folders = marshal.loads(folders)
         (out_r, out_w), (err_r, err_w), (metrics_r, metrics_w), (launch_r, launch_w) = (
-            os.pipe() for _ in range(step_launch.FDS))
+            os.pipe() for _ in range(step_launch.FDS - 1))  # and the lease pipe, given
         launch = marshal.dumps({
             "cwd": str(prepared.cwd), "args": prepared.argv[1:],
             "env": {**prepared.env, **_metrics_env(metrics_w)},
             "metrics_fd_var": context.METRICS_FD_VAR}, 4)
-        passed = array.array("i", [out_w, err_w, metrics_w, launch_r])
+        passed = array.array("i", [out_w, err_w, metrics_w, launch_r, lease_fd])
         try:
             self.sock.sendmsg([step_launch.FORK],
                               [(socket.SOL_SOCKET, socket.SCM_RIGHTS, passed)])
@@ -625,12 +687,14 @@ def _close(*fds: int | None) -> None:
             os.close(fd)
 
 
-def _supervise(proc: Process, timeout_s: float,
-               should_stop: Callable[[], str | None], stream: _StreamSink) -> Reason | None:
-    """Wait for the step; stop it on timeout or request and return why, else None."""
+def _supervise(proc: Process, timeout_s: float, should_stop: Callable[[], str | None],
+               lease: _Lease, stream: _StreamSink) -> Reason | None:
+    """Wait for the step, renewing its lease; stop it on timeout or request and return why,
+    else None."""
     deadline = time.monotonic() + timeout_s
     with _exit_waiter(proc) as exited_within:
         while not exited_within(POLL_S):
+            lease.renew()
             reason = _requested_stop(should_stop)
             if reason is None and time.monotonic() >= deadline:
                 reason = "timeout"
@@ -662,6 +726,47 @@ def _exit_waiter(proc: Process) -> Iterator[Callable[[float], bool]]:
         yield lambda timeout: bool(poller.poll(timeout * 1000)) and proc.poll() is not None
     finally:
         os.close(pidfd)
+
+
+class _Lease:
+    """The pipe the step's supervisor reads the worker's lease from (runner.step_launch). Its
+    read end goes to the supervisor; closing the write end, which only this process holds,
+    tells the supervisor that the worker is gone."""
+
+    def __init__(self, contact_until: Callable[[], float]) -> None:
+        self._contact_until = contact_until
+        self.read_fd: int | None
+        self.read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._sent: float | None = None
+        self.renew()  # read before anything else: the launch follows it
+
+    def __enter__(self) -> _Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handed_over()
+        os.close(self._write_fd)
+
+    def renew(self) -> None:
+        try:
+            until = float(self._contact_until())
+        except Exception:  # a broken callback renews nothing: the lease runs out
+            logger.exception("contact_until failed; the step's lease is not renewed")
+            return
+        if until == self._sent:
+            return
+        try:
+            os.write(self._write_fd, struct.pack("!d", until))
+            self._sent = until
+        except BlockingIOError:
+            pass  # a supervisor that reads nothing was stopped with its group; it ends with it
+
+    def handed_over(self) -> None:
+        """Our copy of the read end is no longer needed: the supervisor has its own."""
+        if self.read_fd is not None:
+            os.close(self.read_fd)
+            self.read_fd = None
 
 
 def _requested_stop(should_stop: Callable[[], str | None]) -> Reason | None:

@@ -11,8 +11,9 @@ the executor then writes the launch to the child alone: the step's working direc
 environment (secrets included) and what follows the interpreter on its command line (a
 script, `-m module` or `-c code`, and the arguments). So the template never holds any step's
 data, which every later fork would copy, and a child whose pid never reached the executor
-reads an empty pipe and runs nothing. The child becomes the step in a session of its own and
-runs it as `python <that>` would. The template answers with its exit status and reaps it once
+reads an empty pipe and runs nothing. The child leads a session of its own, as the step's
+supervisor (below), and its own child becomes the step and runs it as `python <that>` would.
+The template answers with the supervisor's exit status, which is the step's, and reaps it once
 the executor says so, after the executor has killed the step's process group: the group's id
 is never signalled once its leader is reaped. The socket closed ends the template.
 
@@ -25,6 +26,20 @@ step's own). The template's own objects are frozen out of the collector's reach 
 gc.get_freeze_count() is not 0, gc.get_objects() leaves them out), so that neither the step's
 collections nor its exit write to their pages: each write would copy a page, and an exit
 cost 7 ms instead of 4.
+
+Between the template and the step stands the step's supervisor: the child the template forks
+starts a session, forks the step into it and stays as the leader of its process group. It
+reads the worker's lease from a pipe: the time (time.monotonic) until which the step may run
+without another word from the server. When the lease ends unrenewed it sends the group SIGTERM,
+then SIGKILL KILL_GRACE_S later; when the worker's end of the pipe closes (the worker died) or
+its own parent dies (PR_SET_PDEATHSIG) it sends SIGKILL at once. It runs in the step's session,
+not the worker's, so a worker stopped with its whole process group (SIGSTOP, or a main process
+hung in a C call) cannot hold it back, and it kills the whole group, grandchildren included,
+where a parent-death signal alone reaches the step's own process only. When the step ends it
+ends the same way (exit code, or the same signal), so the template tells the executor the
+step's own exit status. A step that must start as its own command gets the same supervisor:
+`python -I -S step_launch.py --command ...` started in a session of its own, which forks the
+step and executes the command in it (supervise_command).
 
 Like context.py this runs in the step's interpreter: standard library only.
 """
@@ -44,10 +59,28 @@ import site
 import sys
 
 INT_BYTES = 8  # every number on the socket and the launch's length: signed, big-endian
-FDS = 4  # the step's stdout, stderr and metrics pipes, then the launch pipe's read end
+FDS = 5  # the step's stdout, stderr and metrics pipes, the read ends of its launch and lease
 FORK = b"f"  # the executor's word that comes with those
 REAP = b"r"  # the executor's word that the step's process group may go
 NOT_LAUNCHED_EXIT = 75  # a child that got no launch ran nothing
+COMMAND = "--command"  # the argument that makes this the supervisor of a command (spawn path)
+LEASE_BYTES = 8  # each lease on its pipe: a big-endian double, in time.monotonic() seconds
+
+# A worker that is running stops its step itself at the end of its lease; its supervisor
+# sends SIGTERM this much later, so that the step is not told twice, and SIGKILL KILL_GRACE_S
+# after that. The server starts no other attempt of a lost step before STOPPED_WITHIN_S after
+# the lease could have ended: the supervisor's SIGKILL, with time for it to be scheduled.
+TERM_AFTER_LEASE_S = 0.5
+KILL_GRACE_S = 3.0
+STOPPED_WITHIN_S = 5.0
+
+PR_SET_PDEATHSIG = 1
+# Signals that would end the supervisor before its step: it outlives them to tell how the step
+# ended (SIGTERM is noted, as a stop of the group that has begun).
+SUPERVISOR_IGNORES = ("SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE", "SIGTSTP",
+                      "SIGTTIN", "SIGTTOU", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ", "SIGIO")
+
+_prctl = None  # the C library's prctl, loaded at start on Linux (libc_prctl)
 
 
 def serve(sock):
@@ -55,6 +88,7 @@ def serve(sock):
     closes."""
     send_bytes(sock, marshal.dumps(site_folders(), 4))
     gc.freeze()  # see the module's docstring
+    template = os.getpid()
     while True:
         fds = receive_fds(sock)
         if fds is None:
@@ -64,7 +98,7 @@ def serve(sock):
         except OSError as exc:
             pid = -exc.errno
         if pid == 0:
-            become_step(sock, fds)
+            become_step(sock, fds, template)
             sys.exit()  # the step ended normally: exit as Python does after a script
         for fd in fds:
             os.close(fd)
@@ -126,10 +160,25 @@ def exit_status(pid):
     return -found.si_status
 
 
-def become_step(sock, fds):
+def become_step(sock, fds, template):
+    """In the template's child: lead a new session as the step's supervisor, and become the
+    step in a child of it."""
     sock.close()
     os.setsid()  # a group of its own: a timeout or cancel reaches its children too
-    stdout, stderr, metrics, launch_fd = fds
+    stdout, stderr, metrics, launch_fd, lease = fds
+    supervisor = os.getpid()
+    try:
+        step = os.fork()
+    except OSError as exc:
+        os.write(stderr, f"could not start the step: {exc}\n".encode())
+        os._exit(1)
+    if step:
+        for fd in (stdout, stderr, metrics, launch_fd):
+            os.close(fd)
+        supervise(step, lease, template)
+    os.close(lease)
+    if not die_with_parent(_signal.SIGKILL, supervisor):
+        os._exit(NOT_LAUNCHED_EXIT)
     os.dup2(stdout, 1)
     os.dup2(stderr, 2)
     os.close(stdout)
@@ -249,5 +298,181 @@ def end_as_interrupted():
     os.kill(os.getpid(), _signal.SIGINT)
 
 
+# --- The supervisor ---------------------------------------------------------------------
+
+
+def libc_prctl():
+    """prctl from the C library on Linux, else None. What importing ctypes added to
+    sys.modules is taken out again, so that a step forked later imports its own ctypes as a
+    fresh interpreter would."""
+    if not sys.platform.startswith("linux"):
+        return None
+    loaded = set(sys.modules)
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    finally:
+        for name in set(sys.modules) - loaded:
+            del sys.modules[name]
+
+
+def die_with_parent(signal_number, parent):
+    """Have the kernel send this process `signal_number` when its parent ends (Linux; nothing
+    elsewhere); False if the parent has ended already, as the request then never fires."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal_number)
+    return os.getppid() == parent
+
+
+def supervise(step, lease, parent):
+    """Lead the step's process group until the step ends, then end as it did; stop the group
+    when the worker's lease on `lease` ends, the worker closes that pipe or `parent` ends.
+    Never returns."""
+    import select
+    import signal
+    import time
+
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # nothing of the supervisor's own reaches the step's output pipes
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    signals = _listen(signal, (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM))
+    if not die_with_parent(signal.SIGHUP, parent):
+        _kill_group(signal)
+    lease_end = _read_first_lease(lease, signal)
+    kill_at = float("inf")
+    poller = select.poll()
+    poller.register(lease, select.POLLIN)
+    poller.register(signals, select.POLLIN)
+    while True:
+        ended, status = os.waitpid(step, os.WNOHANG)
+        if ended:
+            _end_as(status, signal)
+        now = time.monotonic()
+        if now >= kill_at:
+            _kill_group(signal)
+        if kill_at == float("inf") and now >= lease_end + TERM_AFTER_LEASE_S:
+            kill_at = now + KILL_GRACE_S
+            os.killpg(0, signal.SIGTERM)  # the supervisor ignores its own (see _listen)
+        wake_at = kill_at if kill_at < float("inf") else lease_end + TERM_AFTER_LEASE_S
+        for fd, _ in poller.poll(_milliseconds(wake_at - now)):
+            if fd == lease:
+                lease_end = _read_lease(lease, lease_end, signal)
+                continue
+            for number in os.read(signals, 64):
+                if number == signal.SIGHUP:
+                    _kill_group(signal)  # the parent died
+                if number == signal.SIGTERM:  # a stop of the group has begun: SIGKILL
+                    # follows, from the worker or else from here a little after its own
+                    kill_at = min(kill_at, time.monotonic() + KILL_GRACE_S + TERM_AFTER_LEASE_S)
+
+
+def _listen(signal, numbers):
+    """The read end of a pipe that receives the number of each of `numbers` as it comes;
+    the other signals that would end this process before its step are ignored."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end)
+    for number in numbers:
+        signal.signal(number, lambda *_: None)  # a handler, so that the wakeup fd is written
+    for name in SUPERVISOR_IGNORES:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    return read_end
+
+
+def _read_first_lease(lease, signal):
+    """The lease the executor wrote before the launch; the group goes if the worker is gone."""
+    try:
+        return _lease_value(read_exactly(lease, LEASE_BYTES))
+    except (OSError, EOFError):
+        _kill_group(signal)
+
+
+def _read_lease(lease, current, signal):
+    """The latest lease on the pipe; the group goes once the worker's end is closed."""
+    data = os.read(lease, LEASE_BYTES * 512)  # writes of LEASE_BYTES are whole on a pipe
+    if not data:
+        _kill_group(signal)
+    if len(data) < LEASE_BYTES:
+        return current
+    last = len(data) - len(data) % LEASE_BYTES
+    return _lease_value(data[last - LEASE_BYTES:last])
+
+
+def _lease_value(data):
+    import struct
+
+    return struct.unpack("!d", data)[0]
+
+
+def _milliseconds(seconds):
+    """poll()'s timeout: None to wait for an event alone, else at least 0."""
+    if seconds == float("inf"):
+        return None
+    return max(0, int(seconds * 1000) + 1)
+
+
+def _kill_group(signal):
+    os.killpg(0, signal.SIGKILL)  # the supervisor with it
+
+
+def _end_as(status, signal):
+    """Exit as the step did: with its exit code, or by the signal that ended it."""
+    import resource
+
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the step's core, not ours, if any
+        if -code != signal.SIGKILL:
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        code = 128 - code  # only for a signal that does not end a process by default
+    os._exit(code)
+
+
+def supervise_command(lease, launch_fd, error_fd, parent):
+    """The spawn path: fork the step, which executes the launch's command as it is, and
+    supervise it. The step writes the errno on `error_fd` if it cannot execute the command;
+    the executor sees the pipe close empty once it has."""
+    supervisor = os.getpid()
+    step = os.fork()
+    if step == 0:
+        os.close(lease)
+        if not die_with_parent(_signal.SIGKILL, supervisor):
+            os._exit(NOT_LAUNCHED_EXIT)
+        execute_launch(launch_fd, error_fd)
+    os.close(launch_fd)
+    os.close(error_fd)
+    supervise(step, lease, parent)
+
+
+def execute_launch(launch_fd, error_fd):
+    launch = read_launch(launch_fd)
+    if launch is None:
+        os._exit(NOT_LAUNCHED_EXIT)
+    os.set_inheritable(error_fd, False)  # closed by a successful exec
+    for name in ("SIGPIPE", "SIGXFSZ"):  # ignored by Python; a command starts with neither
+        if hasattr(_signal, name):
+            _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
+    try:
+        os.chdir(launch["cwd"])
+        os.execvpe(launch["args"][0], launch["args"], launch["env"])
+    except OSError as exc:
+        os.write(error_fd, str(exc.errno).encode())
+    os._exit(127)
+
+
+def main(args):
+    global _prctl
+    _prctl = libc_prctl()
+    if args[0] == COMMAND:
+        supervise_command(*map(int, args[1:5]))
+    serve(_socket.socket(fileno=int(args[0])))
+
+
 if __name__ == "__main__":
-    serve(_socket.socket(fileno=int(sys.argv[1])))
+    main(sys.argv[1:])

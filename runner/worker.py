@@ -58,7 +58,8 @@ def run_job(job: StepJob, reporter: StepReporter | None = None) -> str:
     # The executor claims the attempt (R3: another delivery may have it, or it may be over)
     # while a Python step's interpreter starts.
     result = execute(job, reporter, workdir_root=work_root(), claim=reporter.claim,
-                     should_stop=reporter.should_stop, dispose=leftovers.append)
+                     should_stop=reporter.should_stop, contact_until=reporter.contact_until,
+                     dispose=leftovers.append)
     executed = time.perf_counter()
     if result is not None:
         reporter.finish(_failure(result), result.outputs)

@@ -207,28 +207,35 @@ def test_long_lines_are_cut_and_bad_metric_lines_reported(tmp_path: Path) -> Non
     assert len(malformed) == 2 and "not json" in malformed[0]
 
 
-def test_on_start_gets_the_step_pid(tmp_path: Path) -> None:
-    job = make_job(tmp_path, "import os; print(os.getpid())")
-    pids: list[int] = []
-    result, sink = run(tmp_path, job, on_start=pids.append)
-    assert result.status == "succeeded"
-    assert pids == [int(sink.texts("stdout")[0])]
+def test_on_start_gets_the_pid_of_the_steps_supervisor_which_leads_its_group(
+        tmp_path: Path) -> None:
+    for env in ({}, {"PYTHONX": "1"}):  # forked, and started as its own command
+        job = make_job(tmp_path, "import os; print(os.getppid(), os.getpgid(0), os.getsid(0))",
+                       env=env)
+        pids: list[int] = []
+        result, sink = run(tmp_path, job, on_start=pids.append)
+        assert result.status == "succeeded", sink.all_text()
+        assert [pids * 3] == [list(map(int, sink.texts("stdout")[0].split()))]
 
 
 # --- The claim and the template steps are forked from ----------------------------------
 
 MARKS_ITS_START = """
     import os, pathlib
-    pathlib.Path(os.environ['MARK']).write_text(f"{os.getpid()} {os.getppid()}")
+    supervisor = os.getppid()
+    with open(f"/proc/{supervisor}/stat") as stat:  # its parent is the fourth field
+        template = stat.read().rsplit(")", 1)[1].split()[1]
+    pathlib.Path(os.environ['MARK']).write_text(f"{os.getpid()} {supervisor} {template}")
     print('ran', flush=True)
 """
 
 
 def forked_from(mark: Path) -> int:
-    """The pid of the template the step that wrote the mark was forked from."""
-    pid, parent = map(int, mark.read_text().split())
-    assert pid != parent
-    return parent
+    """The pid of the template whose child, the step's supervisor, forked the step that wrote
+    the mark."""
+    pid, supervisor, template = map(int, mark.read_text().split())
+    assert len({pid, supervisor, template}) == 3
+    return template
 
 
 def templates() -> list[psutil.Process]:
@@ -350,7 +357,8 @@ def test_a_template_that_dies_during_its_step_fails_the_step_and_ends_it(
     killer.join()
     assert result.status == "failed" and result.reason == "error"
     assert "exit status is unknown" in result.message and time.monotonic() - started < 10
-    assert wait_gone(pids[0]) and sink.texts("stdout") == [str(pids[0])]
+    [step_pid] = map(int, sink.texts("stdout"))
+    assert wait_gone(pids[0]) and wait_gone(step_pid)
     result, _ = run(tmp_path, make_job(tmp_path, "pass"))
     assert result.status == "succeeded"
 
@@ -418,10 +426,15 @@ def test_a_forked_step_finds_nothing_of_an_earlier_steps_secrets_in_its_memory(
     assert sink.texts("stdout") == ["[]"] and templates() == [template]
 
 
-def test_a_step_that_stops_its_template_still_ends_on_its_timeout(tmp_path: Path) -> None:
+def test_a_step_that_stops_its_supervisor_and_template_still_ends_on_its_timeout(
+        tmp_path: Path) -> None:
     job = make_job(tmp_path, """
         import os, signal, time
-        os.kill(os.getppid(), signal.SIGSTOP)
+        supervisor = os.getppid()
+        with open(f"/proc/{supervisor}/stat") as stat:
+            template = int(stat.read().rsplit(")", 1)[1].split()[1])
+        for pid in (template, supervisor):
+            os.kill(pid, signal.SIGSTOP)
         time.sleep(60)
     """, timeout_s=1)
     started = time.monotonic()

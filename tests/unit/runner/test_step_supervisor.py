@@ -1,0 +1,192 @@
+"""The step's supervisor (runner.step_launch): a step never outlives its worker's lease.
+
+A stand-in worker runs execute() in its own process, so that it can be killed or stopped as a
+real one is; the step writes its pid and its grandchild's to a file and then works in silence.
+Each case runs a forked step and one started as its own command.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from runner import step_launch
+from tests.unit.runner.test_executor import make_job, run, wait_gone
+
+PATHS = {"forked": {}, "own command": {"PYTHONX": "1"}}  # variables that make it start as itself
+
+SILENT_WITH_A_GRANDCHILD = """
+    import os, pathlib, subprocess, time
+    child = subprocess.Popen(["sleep", "300"])
+    pathlib.Path(os.environ["MARK"]).write_text(f"{os.getpid()} {child.pid}")
+    time.sleep(300)
+"""
+
+WORKER = """
+import json, math, sys, time
+from pathlib import Path
+from runner.executor import execute
+
+job, work, lease_s = json.loads(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
+until = time.monotonic() + lease_s  # never renewed: as if the server stopped answering
+
+class Sink:
+    def log(self, *args): pass
+    def metric(self, *args): pass
+
+execute(job, Sink(), workdir_root=work, contact_until=lambda: until)
+"""
+
+
+class Worker:
+    """A process that runs one step with a lease of `lease_s`, as a compute worker would."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], lease_s: float = math.inf) -> None:
+        self.mark = tmp_path / "mark"
+        job = make_job(tmp_path, SILENT_WITH_A_GRANDCHILD, env={"MARK": str(self.mark), **env},
+                       timeout_s=600)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", WORKER, json.dumps(job), str(tmp_path / "work"), str(lease_s)],
+            cwd=Path(__file__).resolve().parents[3])
+        deadline = time.monotonic() + 30
+        while not self.mark.exists() or not self.mark.read_text():
+            assert time.monotonic() < deadline and self.process.poll() is None
+            time.sleep(0.05)
+        self.step, self.grandchild = map(int, self.mark.read_text().split())
+        self.supervisor = psutil.Process(self.step).ppid()
+
+    def step_processes_gone(self, within_s: float) -> bool:
+        return all(wait_gone(pid, within_s) for pid in (self.step, self.grandchild))
+
+    def end(self) -> None:
+        for pid in (self.grandchild, self.step, self.process.pid):
+            _kill(pid, signal.SIGKILL)
+        _kill(self.process.pid, signal.SIGCONT)
+        self.process.wait(10)
+
+
+def _kill(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def worker_of(tmp_path: Path):
+    started: list[Worker] = []
+
+    def start(env: dict[str, str], **kwargs: Any) -> Worker:
+        started.append(Worker(tmp_path, env, **kwargs))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.end()
+
+
+@pytest.mark.parametrize("env", PATHS.values(), ids=PATHS.keys())
+def test_a_killed_worker_takes_its_steps_whole_group_at_once(worker_of, env) -> None:
+    worker = worker_of(env)
+    worker.process.kill()
+    assert worker.step_processes_gone(within_s=1.0)
+    assert wait_gone(worker.supervisor, 1.0)
+
+
+@pytest.mark.parametrize("env", PATHS.values(), ids=PATHS.keys())
+def test_a_stopped_worker_cannot_keep_its_step_past_its_lease(worker_of, env) -> None:
+    worker = worker_of(env, lease_s=2.0)
+    worker.process.send_signal(signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    assert worker.step_processes_gone(within_s=2.0 + step_launch.STOPPED_WITHIN_S)
+    gone_after = time.monotonic() - stopped_at
+    # SIGTERM comes TERM_AFTER_LEASE_S after the lease, and this step does not resist it.
+    assert gone_after < 2.0 + step_launch.TERM_AFTER_LEASE_S + 1.0, gone_after
+
+
+def test_the_supervisor_kills_a_step_that_resists_sigterm_after_the_grace(tmp_path: Path) -> None:
+    job = make_job(tmp_path, """
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+    """)
+    started = time.monotonic()
+    result, _ = run(tmp_path, job, contact_until=lambda: started + 0.5)
+    elapsed = time.monotonic() - started
+    assert (result.reason, result.message) == ("signal", "killed by signal 9")
+    grace = 0.5 + step_launch.TERM_AFTER_LEASE_S + step_launch.KILL_GRACE_S
+    assert grace <= elapsed < grace + 1.0
+
+
+LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the parent death signal is Linux's")
+
+
+@LINUX_ONLY
+def test_a_step_whose_supervisor_dies_dies_with_it(worker_of) -> None:
+    worker = worker_of(PATHS["forked"])
+    worker.process.send_signal(signal.SIGSTOP)  # the worker cannot stop the step itself
+    os.kill(worker.supervisor, signal.SIGKILL)
+    assert wait_gone(worker.step, 1.0)
+
+
+@LINUX_ONLY
+def test_a_supervisor_whose_template_dies_stops_the_steps_group(worker_of) -> None:
+    worker = worker_of(PATHS["forked"])
+    worker.process.send_signal(signal.SIGSTOP)  # the worker cannot stop the step itself
+    os.kill(psutil.Process(worker.supervisor).ppid(), signal.SIGKILL)
+    assert worker.step_processes_gone(within_s=1.0)
+
+
+@pytest.mark.parametrize("env", PATHS.values(), ids=PATHS.keys())
+def test_a_renewed_lease_keeps_the_step_running_and_it_ends_as_it_would(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    renewals = []
+
+    def contact_until() -> float:
+        renewals.append(time.monotonic())
+        return time.monotonic() + 0.5  # each renewal a short lease: the step outlives many
+
+    job = make_job(tmp_path, "import time; time.sleep(2.5); raise SystemExit(3)", env=env)
+    result, _ = run(tmp_path, job, contact_until=contact_until)
+    assert (result.reason, result.exit_code) == ("exit", 3)
+    assert len(renewals) > 10
+
+
+def test_a_command_that_cannot_be_executed_is_a_setup_error(tmp_path: Path) -> None:
+    job = make_job(tmp_path, "", command=["no-such-command-here"])
+    result, _ = run(tmp_path, job)
+    assert (result.reason, result.message) == ("error", "command not found: no-such-command-here")
+    (tmp_path / "plain.txt").write_text("")
+    job = make_job(tmp_path, "", command=[str(tmp_path / "plain.txt")])
+    result, _ = run(tmp_path, job)
+    assert result.reason == "error" and "Permission denied" in result.message
+
+
+@LINUX_ONLY
+def test_the_parent_death_signal_is_asked_for_and_the_parent_checked() -> None:
+    script = textwrap.dedent("""
+        import ctypes, os, sys
+        sys.path.insert(0, os.path.dirname(sys.argv[1]))
+        import step_launch
+        step_launch._prctl = step_launch.libc_prctl()
+        alive = step_launch.die_with_parent(15, os.getppid())
+        gone = step_launch.die_with_parent(10, os.getppid() + 1)
+        asked = ctypes.c_int()
+        ctypes.CDLL(None).prctl(2, ctypes.byref(asked))  # PR_GET_PDEATHSIG
+        print(alive, gone, asked.value)
+    """)
+    out = subprocess.run([sys.executable, "-c", script, step_launch.__file__],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "False", "10"]
