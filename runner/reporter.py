@@ -45,6 +45,11 @@ class ReportRefused(Exception):
     """The server can never accept this report (4xx other than 409); it was dropped."""
 
 
+class AttemptFinished(ReportRefused):
+    """The attempt has finished already, so its token is spent (401): this is a duplicate
+    delivery of its job, which is expected (R3), or a replay of its end."""
+
+
 class ServerUnavailable(Exception):
     """The server did not take the report; try again later."""
 
@@ -92,6 +97,12 @@ class StepReporter:
         with self._lock:
             self._points.append({"key": key, "value": value, "step": step, "time": time})
 
+    def contact_until(self) -> float:
+        """Until when (in the reporter's clock, time.monotonic) the step may run without more
+        contact with the server: lost_contact_s after the last acknowledged report was sent,
+        which is before the server recorded it, so the server's count never starts earlier."""
+        return self._last_contact + self._lost_contact_after_s
+
     def should_stop(self) -> str | None:
         """Polled by the executor: why the step must stop now, if it must."""
         if self.stale:
@@ -111,7 +122,11 @@ class StepReporter:
         self._outbox.append(event)
         try:
             self._send_until_acknowledged(deadline_s, stop_on_refusal=True)
-        except (AttemptStale, ReportRefused, ServerUnavailable) as exc:
+        except (AttemptStale, AttemptFinished) as exc:
+            log.info("step run %s: attempt not claimed, as another delivery has it or it has "
+                     "ended: %s", self.job["step_run_id"], exc)
+            return False
+        except (ReportRefused, ServerUnavailable) as exc:
             log.warning("step run %s: attempt not claimed: %s", self.job["step_run_id"], exc)
             return False
         self._thread = threading.Thread(target=self._run, name="step-reporter", daemon=True)
@@ -133,6 +148,8 @@ class StepReporter:
             self._send_until_acknowledged(deadline_s)
         except AttemptStale:
             log.warning("step run %s: final report not taken", self.job["step_run_id"])
+        except AttemptFinished:
+            pass  # a replay of the end the server has already
         except ServerUnavailable:
             log.error("step run %s: could not report the end of the attempt within %s s",
                       self.job["step_run_id"], deadline_s)
@@ -199,6 +216,7 @@ class StepReporter:
                 break
             batch.append(event)
         body = {"attempt_id": self.job["attempt_id"], "events": batch}
+        sent_at = self._clock()
         try:
             response = self._client.post(self._url, json=body, headers=self._headers)
         except httpx.HTTPError as exc:
@@ -208,8 +226,10 @@ class StepReporter:
             raise AttemptStale(response.text)
         if response.status_code >= 500 or response.status_code == 429:
             raise ServerUnavailable(f"HTTP {response.status_code}")
-        self._last_contact = self._clock()
+        self._last_contact = sent_at
         del self._outbox[:len(batch)]
+        if response.status_code == 401 and _says_finished(response):
+            raise AttemptFinished(response.text[:500])
         if response.status_code >= 400:
             # A report the server can never accept (a bug, a revoked token): retrying forever
             # would block everything after it, so it is dropped.
@@ -217,6 +237,13 @@ class StepReporter:
                       response.status_code, response.text[:500])
             raise ReportRefused(response.text[:500])
         self.cancel_requested = self.cancel_requested or bool(response.json().get("cancel"))
+
+
+def _says_finished(response: httpx.Response) -> bool:
+    try:
+        return response.json().get("finished") is True
+    except (ValueError, AttributeError):
+        return False
 
 
 _clients: dict[int, httpx.Client] = {}

@@ -106,6 +106,43 @@ def test_lost_contact_stops_the_step_before_the_server_gives_up_on_it():
     r.finish(None, {})
 
 
+def test_the_lease_on_contact_runs_from_when_the_acknowledged_report_was_sent():
+    now = [100.0]
+
+    def slow_answer(request):  # the server takes 2 s to answer the claim
+        now[0] += 2.0
+        return httpx.Response(200, json={"ok": True, "cancel": False})
+
+    r = reporter(slow_answer, lost_contact_after_s=5, clock=lambda: now[0])
+    assert r.claim()
+    assert r.contact_until() == 105.0  # sent at 100, answered at 102
+    r.finish(None, {})
+
+
+def test_a_delivery_of_a_finished_attempt_is_logged_as_expected_not_as_an_error(caplog):
+    def finished(request):
+        return httpx.Response(401, json={"detail": "this step attempt has finished; its token "
+                                         "has expired", "finished": True})
+
+    with caplog.at_level("INFO", logger="runner.reporter"):
+        assert reporter(finished).claim() is False
+    [record] = reporter_records(caplog)
+    assert record.levelname == "INFO" and "has ended" in record.getMessage()
+
+
+def test_a_bad_token_is_still_an_error(caplog):
+    def refused(request):
+        return httpx.Response(401, json={"detail": "the token is not valid"})
+
+    with caplog.at_level("INFO", logger="runner.reporter"):
+        assert reporter(refused).claim() is False
+    assert [record.levelname for record in reporter_records(caplog)] == ["ERROR", "WARNING"]
+
+
+def reporter_records(caplog):
+    return [record for record in caplog.records if record.name == "runner.reporter"]
+
+
 def test_a_cancel_in_a_reply_is_passed_to_the_executor():
     def cancel_after_claim(request):
         body = json.loads(request.content)
