@@ -18,6 +18,8 @@ def test_the_compute_page_follows_workers_and_running_steps(
     card = f'[data-target="{live_target.name}"]'
     page.wait_for_selector(f"{card} .worker-state.online", timeout=30_000)
     assert page.inner_text(f'{card} [data-testid="running"]') == "0"
+    # The workspace's first target is its default, where new steps run.
+    assert page.inner_text(f'{card} [data-testid="default-target"]') == "default"
 
     spec = {"parameters": {}, "edges": [], "nodes": [
         script("nap", "import time; print('napping'); time.sleep(4)", target=live_target.name)]}
