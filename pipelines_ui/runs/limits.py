@@ -3,12 +3,11 @@
 
 DRF's throttles read, compare and write a cache entry in three steps, so concurrent requests
 all pass them (encode/django-rest-framework#8127). Here each trigger takes a slot of a sliding
-one-minute window in one atomic step: a Lua script over a sorted set in Redis when REDIS_URL
-is set (shared by every web process), else a log in this process under a lock (the embedded
-server is one process; run several web processes only with REDIS_URL). A sliding window, not
+one-minute window in one atomic step: a Lua script over a sorted set in Redis (REDIS_URL, or
+the embedded Valkey), shared by every web process. A sliding window, not
 INCR on fixed minutes, so that no 60 s ever holds more than the limit, even across a minute's
-edge. If Redis does not answer, this process counts instead: a trigger never fails because
-the limiter is down (R5).
+edge. If Redis does not answer, this process counts instead, in a log under a lock: a trigger
+never fails because the limiter is down (R5).
 
 The cap on runs not finished is counted with the endpoint's (or pipeline's) row locked, in the
 transaction that creates the run, so two triggers cannot both take the last slot.
@@ -93,14 +92,12 @@ def take(key: str, limit: int) -> int:
     seconds until the oldest slot frees (nothing is taken then)."""
     now = time.time()
     full_key = f"{KEY_PREFIX}:{key}"
-    if settings.REDIS_URL:
-        try:
-            taken, oldest = _redis().eval(_TAKE_SCRIPT, 1, full_key, now, WINDOW_S, limit,
-                                          uuid.uuid4().hex)
-            return 0 if taken else _wait(float(oldest), now)
-        except redis.RedisError as exc:
-            log.warning("trigger limits counted in this process: Redis did not answer (%s)",
-                        exc)
+    try:
+        taken, oldest = _redis().eval(_TAKE_SCRIPT, 1, full_key, now, WINDOW_S, limit,
+                                      uuid.uuid4().hex)
+        return 0 if taken else _wait(float(oldest), now)
+    except redis.RedisError as exc:
+        log.warning("trigger limits counted in this process: Redis did not answer (%s)", exc)
     with _local_lock:
         log_ = _local.setdefault(full_key, collections.deque())
         while log_ and log_[0] <= now - WINDOW_S:

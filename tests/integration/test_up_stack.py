@@ -132,14 +132,16 @@ def test_four_people_use_one_up_for_minutes_and_nothing_goes_down(stack):
 
     runs = [run for result in results for run in result]
     statuses = {run["status"] for run in runs}
-    waits = [_queue_wait_s(step) for run in runs for step in run["steps"]
-             if step["state"] == "succeeded"]
+    steps = [step for run in runs for step in run["steps"]]
+    waits = [_queue_wait_s(step) for step in steps]
     logs = "".join(path.read_text(errors="replace") for path in (stack.var / "log").iterdir())
     print(f"\nsoak: {SOAK_S:.0f} s, {CLIENTS} clients, {len(runs)} runs "
-          f"({sum(r['trigger'] == 'endpoint' for r in runs)} through the endpoint), statuses "
+          f"({sum(r['trigger'] == 'endpoint' for r in runs)} through the endpoint), "
+          f"{sum(s['state'] == 'succeeded' for s in steps)} steps run, statuses "
           f"{sorted(statuses)}, max queue wait {max(waits):.2f} s, healthz asked {watch.asked} "
           f"times, {len(watch.failures)} failures")
     assert statuses == {"succeeded"}, [r for r in runs if r["status"] != "succeeded"][:3]
+    assert {step["state"] for step in steps} == {"succeeded"}  # run, not reused
     assert "exited with" not in stack.output(), stack.output()[-3000:]
     assert "Unrecoverable error" not in logs
     assert watch.failures == []
@@ -150,9 +152,10 @@ def _use(client: Client, endpoint: str, stop_at: float) -> list[dict]:
     finished = []
     while time.monotonic() < stop_at:
         pipeline = client.create_pipeline(f"soak {uuid.uuid4().hex[:8]}", QUICK)
-        run = client.call("POST", f"/api/pipelines/{pipeline['id']}/runs/", json={})
+        run = client.call("POST", f"/api/pipelines/{pipeline['id']}/runs/",
+                          json={"parameters": {"nonce": uuid.uuid4().hex}})
         triggered = client.call("POST", f"/api/endpoints/{endpoint}/runs/",
-                                json={"parameters": {}})
+                                json={"parameters": {"nonce": uuid.uuid4().hex}})
         for started in (run, triggered):
             finished.append(client.wait_finished(started["id"]))
     return finished

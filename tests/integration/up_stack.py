@@ -115,13 +115,16 @@ class Client:
         return response.json()
 
     def create_pipeline(self, name: str, code: str, steps: int = 2) -> dict:
+        """A chain of `steps` python-script steps; a new `nonce` parameter makes them run
+        again instead of being reused."""
         nodes = [{"id": f"s{i}", "component": "python-script@1", "compute": "local",
-                  "params": {"code": code},
+                  "params": {"code": code, "nonce": "${nonce}"},
                   "ports": {"inputs": [{"name": "x"}] if i else [], "outputs": [{"name": "y"}]}}
                  for i in range(steps)]
         edges = [{"from": f"s{i - 1}.y", "to": f"s{i}.x"} for i in range(1, steps)]
+        parameters = {"nonce": {"type": "string", "default": ""}}
         return self.call("POST", "/api/pipelines/", json={
-            "name": name, "spec": {"nodes": nodes, "edges": edges}})
+            "name": name, "spec": {"parameters": parameters, "nodes": nodes, "edges": edges}})
 
     def wait_finished(self, run_id: int, limit_s: float = 180) -> dict:
         deadline = time.monotonic() + limit_s

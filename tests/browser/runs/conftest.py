@@ -1,8 +1,7 @@
 """An ASGI live server (uvicorn, in its own process) and real workers reporting to it.
 
-With the in-memory channel layer a broadcast reaches only sockets of the process that made
-it; worker reports arrive at this one server, so their events reach the browser's socket.
-With REDIS_URL set both processes share Redis.
+Worker reports arrive at this one server; its broadcasts reach the browser's socket through
+the channel layer (Redis, or the embedded Valkey).
 """
 
 import os

@@ -87,9 +87,9 @@ def test_an_endpoint_has_its_own_budget_whoever_calls_it(token_client, owner, wo
     assert Run.objects.filter(endpoint=endpoint).count() == 3
 
 
-def test_the_limit_holds_on_the_embedded_defaults_and_when_redis_is_down(
+def test_the_limit_holds_on_redis_and_when_redis_is_down(
         token_client, owner, workspace, endpoint, settings):
-    for redis_url in ("", "redis://127.0.0.1:1/0"):  # no Redis; a Redis that does not answer
+    for redis_url in (settings.REDIS_URL, "redis://127.0.0.1:1/0"):  # then one that is down
         settings.REDIS_URL = redis_url
         client = token_client(owner, workspace, ["run"])
         settings.PIPELINES_TRIGGER_RATE = 2
