@@ -331,18 +331,17 @@ def supervise(step, lease, parent):
     """Lead the step's process group until the step ends, then end as it did; stop the group
     when the worker's lease on `lease` ends, the worker closes that pipe or `parent` ends.
     Never returns."""
-    import select
-    import signal
+    import select  # not signal: it imports enum, milliseconds on the step's path
     import time
 
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # nothing of the supervisor's own reaches the step's output pipes
         os.dup2(devnull, fd)
     os.close(devnull)
-    signals = _listen(signal, (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM))
-    if not die_with_parent(signal.SIGHUP, parent):
-        _kill_group(signal)
-    lease_end = _read_first_lease(lease, signal)
+    signals = _listen((_signal.SIGCHLD, _signal.SIGHUP, _signal.SIGTERM))
+    if not die_with_parent(_signal.SIGHUP, parent):
+        _kill_group()
+    lease_end = _read_first_lease(lease)
     kill_at = float("inf")
     poller = select.poll()
     poller.register(lease, select.POLLIN)
@@ -350,53 +349,53 @@ def supervise(step, lease, parent):
     while True:
         ended, status = os.waitpid(step, os.WNOHANG)
         if ended:
-            _end_as(status, signal)
+            _end_as(status)
         now = time.monotonic()
         if now >= kill_at:
-            _kill_group(signal)
+            _kill_group()
         if kill_at == float("inf") and now >= lease_end + TERM_AFTER_LEASE_S:
             kill_at = now + KILL_GRACE_S
-            os.killpg(0, signal.SIGTERM)  # the supervisor ignores its own (see _listen)
+            os.killpg(0, _signal.SIGTERM)  # the supervisor ignores its own (see _listen)
         wake_at = kill_at if kill_at < float("inf") else lease_end + TERM_AFTER_LEASE_S
         for fd, _ in poller.poll(_milliseconds(wake_at - now)):
             if fd == lease:
-                lease_end = _read_lease(lease, lease_end, signal)
+                lease_end = _read_lease(lease, lease_end)
                 continue
             for number in os.read(signals, 64):
-                if number == signal.SIGHUP:
-                    _kill_group(signal)  # the parent died
-                if number == signal.SIGTERM:  # a stop of the group has begun: SIGKILL
+                if number == _signal.SIGHUP:
+                    _kill_group()  # the parent died
+                if number == _signal.SIGTERM:  # a stop of the group has begun: SIGKILL
                     # follows, from the worker or else from here a little after its own
                     kill_at = min(kill_at, time.monotonic() + KILL_GRACE_S + TERM_AFTER_LEASE_S)
 
 
-def _listen(signal, numbers):
+def _listen(numbers):
     """The read end of a pipe that receives the number of each of `numbers` as it comes;
     the other signals that would end this process before its step are ignored."""
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
-    signal.set_wakeup_fd(write_end)
+    _signal.set_wakeup_fd(write_end)
     for number in numbers:
-        signal.signal(number, lambda *_: None)  # a handler, so that the wakeup fd is written
+        _signal.signal(number, lambda *_: None)  # a handler, so that the wakeup fd is written
     for name in SUPERVISOR_IGNORES:
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+        if hasattr(_signal, name):
+            _signal.signal(getattr(_signal, name), _signal.SIG_IGN)
     return read_end
 
 
-def _read_first_lease(lease, signal):
+def _read_first_lease(lease):
     """The lease the executor wrote before the launch; the group goes if the worker is gone."""
     try:
         return _lease_value(read_exactly(lease, LEASE_BYTES))
     except (OSError, EOFError):
-        _kill_group(signal)
+        _kill_group()
 
 
-def _read_lease(lease, current, signal):
+def _read_lease(lease, current):
     """The latest lease on the pipe; the group goes once the worker's end is closed."""
     data = os.read(lease, LEASE_BYTES * 512)  # writes of LEASE_BYTES are whole on a pipe
     if not data:
-        _kill_group(signal)
+        _kill_group()
     if len(data) < LEASE_BYTES:
         return current
     last = len(data) - len(data) % LEASE_BYTES
@@ -416,19 +415,19 @@ def _milliseconds(seconds):
     return max(0, int(seconds * 1000) + 1)
 
 
-def _kill_group(signal):
-    os.killpg(0, signal.SIGKILL)  # the supervisor with it
+def _kill_group():
+    os.killpg(0, _signal.SIGKILL)  # the supervisor with it
 
 
-def _end_as(status, signal):
+def _end_as(status):
     """Exit as the step did: with its exit code, or by the signal that ended it."""
     import resource
 
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the step's core, not ours, if any
-        if -code != signal.SIGKILL:
-            signal.signal(-code, signal.SIG_DFL)
+        if -code != _signal.SIGKILL:
+            _signal.signal(-code, _signal.SIG_DFL)
         os.kill(os.getpid(), -code)
         code = 128 - code  # only for a signal that does not end a process by default
     os._exit(code)
