@@ -12,7 +12,7 @@ class WorkerInline(admin.TabularInline):
 
 @admin.register(ComputeTarget)
 class ComputeTargetAdmin(admin.ModelAdmin):
-    list_display = ["name", "workspace", "max_concurrency", "python", "created_at"]
+    list_display = ["name", "workspace", "is_default", "max_concurrency", "python", "created_at"]
     list_filter = ["workspace"]
     search_fields = ["name", "description"]
     exclude = ["worker_key_hash"]

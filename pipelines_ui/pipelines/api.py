@@ -389,7 +389,8 @@ class PipelineViewSet(viewsets.ModelViewSet):
     @extend_schema(request=ValidateSerializer, responses=ValidationSerializer)
     @action(detail=True, methods=["post"], token_scope="read", write_role=Role.VIEWER)
     def validate(self, request, pk=None):
-        """Check a spec (or the saved draft) without saving anything."""
+        """Check a spec (or the saved draft) without saving anything: `errors` stop a run,
+        `warnings` (a step whose target has no worker online) would only stall it."""
         pipeline = self.get_object()
         body = ValidateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
