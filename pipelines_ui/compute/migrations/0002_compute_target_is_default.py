@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 def choose_defaults(apps, schema_editor):
     """Each workspace's default: its `local` target (the one `make up` serves), else its
-    oldest target, as the editor picked until now only by the order of names."""
+    oldest target."""
     ComputeTarget = apps.get_model("compute", "ComputeTarget")
     chosen = {}
     for target in ComputeTarget.objects.order_by("created_at", "id"):
