@@ -106,7 +106,7 @@ def start_group(workspace, owner, target, **options) -> tuple[Run, int]:
     line = wait_until(lambda: LogLine.objects.filter(step_run=run.steps.get(),
                                                      text__startswith="group").first())
     pgid = int(line.text.split()[1])
-    assert len(group_members(pgid)) == 2  # the step and its grandchild
+    assert len(group_members(pgid)) == 3  # the step's supervisor, the step, its grandchild
     return run, pgid
 
 

@@ -79,9 +79,9 @@ def test_a_poison_step_makes_exactly_its_budget_of_attempts(target, workspace, o
 
 KILLS_ITS_POOL_CHILD = """
     import os, signal
-    pool_child = os.getppid()  # the step's parent is the template it was forked from, or the
+    pool_child = os.getppid()  # the step's supervisor; above it the template it was forked
     while b"worker" not in open(f"/proc/{pool_child}/cmdline", "rb").read().split(b"\\0"):
-        with open(f"/proc/{pool_child}/stat") as stat:  # worker process that runs it
+        with open(f"/proc/{pool_child}/stat") as stat:  # from, or the worker process
             pool_child = int(stat.read().rsplit(")", 1)[1].split()[1])
     print('killing the pool child', pool_child, flush=True)
     os.kill(pool_child, signal.SIGKILL)

@@ -51,7 +51,8 @@ def test_a_step_cannot_see_the_workers_credentials(engine, workspace, owner):
     finally:
         worker.stop()
     output = "\n".join(run.steps.get().log_lines.values_list("text", flat=True))
-    assert output.count("PROC /proc/") == 4  # the template, the pool child, the worker, itself
+    # Its supervisor, the template, the pool child, the worker, and itself.
+    assert output.count("PROC /proc/") == 5
     assert WORKER_KEY not in output
     assert PASSWORD not in output
     assert "CELERY_BROKER_URL" not in output
