@@ -31,8 +31,9 @@ from pipelines_ui.pipelines.services import SpecInvalid, check_spec, component_r
 from pipelines_ui.registry.services import record_step_success, registry_inputs, start_problem
 from pipelines_ui.runs.broadcast import broadcast
 from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
+from pipelines_ui.runs.waiting import lost_attempt_stops_at
 from pipelines_ui.secrets.services import declared_values, defined_names
-from runner import transitions
+from runner import step_launch, transitions
 from runner.components import ComponentDef
 from runner.fingerprint import explain_changes, fingerprint, fingerprint_parts
 from runner.graph import topological_order
@@ -960,9 +961,13 @@ def mark_attempt_lost(step_run_id: int, attempt_id: str, reason: str) -> bool:
         step.error = reason
         step.finished_at = timezone.now()
         if outcome.effect == "retry":
+            stops_at = _lost_attempt_stops_at(step)
+            gone = stops_at <= step.finished_at
             _archive_attempt(step)
+            step.attempts[-1]["stops_at"] = stops_at.isoformat()
             _new_attempt(step, attempt=outcome.step.attempt)
-            _send_on_commit([step])
+            if gone:  # else the reconciler sends it once the lost attempt is gone (R16)
+                _send_on_commit([step])
         else:
             step.state = outcome.step.state
             step.save()
@@ -970,14 +975,27 @@ def mark_attempt_lost(step_run_id: int, attempt_id: str, reason: str) -> bool:
     return True
 
 
+def _lost_attempt_stops_at(step: StepRun) -> datetime:
+    """When a lost attempt's processes are gone for sure: its worker's lease on contact ends
+    at most lost_contact_s after the last report the server took, and the step's supervisor
+    has ended the process group STOPPED_WITHIN_S after that, even if the worker is frozen
+    (runner.step_launch). Its retry is not sent before (R16)."""
+    last_contact = step.last_heartbeat_at or step.started_at or step.finished_at
+    return last_contact + timedelta(seconds=lost_contact_s() + step_launch.STOPPED_WITHIN_S)
+
+
 def _send_undispatched(now: datetime, report: ReconcileReport) -> None:
-    """Queued attempts whose job never reached the broker (it was down at the time)."""
+    """Queued attempts whose job never reached the broker (it was down at the time), and
+    retries whose lost attempt is now gone for sure (R16)."""
     stale = now - timedelta(seconds=2)
-    for step_run_id, attempt_id in StepRun.objects.filter(
+    for step in StepRun.objects.filter(
         state="queued", dispatched_at__isnull=True, queued_at__lt=stale
-    ).values_list("pk", "attempt_id"):
-        if dispatch(step_run_id, attempt_id):
-            report.sent.append(step_run_id)
+    ).only("pk", "state", "attempt_id", "attempts", "dispatched_at"):
+        stops_at = lost_attempt_stops_at(step)
+        if stops_at is not None and stops_at > now:
+            continue
+        if dispatch(step.pk, step.attempt_id):
+            report.sent.append(step.pk)
 
 
 def _resend_untaken(now: datetime, report: ReconcileReport) -> None:
