@@ -30,6 +30,7 @@ from pipelines_ui.pipelines.models import Endpoint, Pipeline, PipelineVersion, S
 from pipelines_ui.pipelines.services import SpecInvalid, check_spec, component_registry
 from pipelines_ui.registry.services import record_step_success, registry_inputs, start_problem
 from pipelines_ui.runs.broadcast import broadcast
+from pipelines_ui.runs.broker_restarts import broker_restarted
 from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
 from pipelines_ui.runs.waiting import lost_attempt_stops_at
 from pipelines_ui.secrets.services import declared_values, defined_names
@@ -930,6 +931,7 @@ def reconcile_once(now: datetime | None = None) -> ReconcileReport:
     now = now or timezone.now()
     report = ReconcileReport()
     _find_lost_attempts(now, report)
+    _resend_after_broker_restart(report)
     _send_undispatched(now, report)
     _resend_untaken(now, report)
     _force_cancel(now, report)
@@ -998,6 +1000,19 @@ def _send_undispatched(now: datetime, report: ReconcileReport) -> None:
             report.sent.append(step.pk)
 
 
+def _resend_after_broker_restart(report: ReconcileReport) -> None:
+    """A broker that restarted without its data lost every job it held: send the queued
+    attempts again now, not STEP_QUEUED_TIMEOUT_S after their dispatch (R17)."""
+    if not broker_restarted(settings.CELERY_BROKER_URL):
+        return
+    for step_run_id, attempt_id in StepRun.objects.filter(
+        state="queued", dispatched_at__isnull=False
+    ).values_list("pk", "attempt_id"):
+        if _renew_attempt_id(step_run_id, attempt_id, "the broker restarted and may have lost "
+                             "this step's job; sending it again"):
+            report.resent.append(step_run_id)
+
+
 def _resend_untaken(now: datetime, report: ReconcileReport) -> None:
     """Queued attempts that no worker claimed within Q: the broker may have lost the message.
 
@@ -1014,16 +1029,17 @@ def _resend_untaken(now: datetime, report: ReconcileReport) -> None:
             StepRun.objects.filter(pk=step.pk, state="queued").update(error=message)
             report.waiting.append(step.pk)
             continue
-        if _renew_attempt_id(step.pk, step.attempt_id):
+        if _renew_attempt_id(step.pk, step.attempt_id,
+                             "no worker took this step in time; sending it again"):
             report.resent.append(step.pk)
 
 
-def _renew_attempt_id(step_run_id: int, attempt_id: str) -> bool:
+def _renew_attempt_id(step_run_id: int, attempt_id: str, why: str) -> bool:
     with transaction.atomic():
         _, step = _lock_step(step_run_id)
         if step.state != "queued" or step.attempt_id != attempt_id:
             return False
-        write_system_line(step, "no worker took this step in time; sending it again")
+        write_system_line(step, why)
         _new_attempt(step, attempt=step.attempt)
         _send_on_commit([step])
     return True
