@@ -54,7 +54,7 @@ def test_the_editor_hands_over_the_draft_palette_and_targets(
     assert data["pipeline"] == {"id": pipeline.pk, "name": "churn", "revision": 1,
                                 "spec": {"parameters": {}, "nodes": [], "edges": []}}
     assert {c["key"] for c in data["components"]} >= {"python-script@1", "train@1"}
-    assert data["computeTargets"] == [{"name": "local", "description": ""}]
+    assert data["computeTargets"] == [{"name": "local", "description": "", "is_default": True}]
     assert data["canEdit"] is True
 
 
