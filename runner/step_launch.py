@@ -73,6 +73,7 @@ LEASE_BYTES = 8  # each lease on its pipe: a big-endian double, in time.monotoni
 TERM_AFTER_LEASE_S = 0.5
 KILL_GRACE_S = 3.0
 STOPPED_WITHIN_S = 5.0
+MAX_POLL_MS = 3_600_000  # a lease far off is looked at again hourly: poll() takes a C int
 
 PR_SET_PDEATHSIG = 1
 # Signals that would end the supervisor before its step: it outlives them to tell how the step
@@ -412,7 +413,7 @@ def _milliseconds(seconds):
     """poll()'s timeout: None to wait for an event alone, else at least 0."""
     if seconds == float("inf"):
         return None
-    return max(0, int(seconds * 1000) + 1)
+    return min(MAX_POLL_MS, max(0, int(seconds * 1000) + 1))
 
 
 def _kill_group():

@@ -164,6 +164,14 @@ def test_a_renewed_lease_keeps_the_step_running_and_it_ends_as_it_would(
     assert len(renewals) > 10
 
 
+@pytest.mark.parametrize("env", PATHS.values(), ids=PATHS.keys())
+def test_a_lease_far_off_is_waited_for_like_any_other(tmp_path: Path,
+                                                      env: dict[str, str]) -> None:
+    job = make_job(tmp_path, "import time; time.sleep(0.5)", env=env)
+    result, sink = run(tmp_path, job, contact_until=lambda: time.monotonic() + 1e10)
+    assert result.status == "succeeded", result.message
+
+
 def test_a_command_that_cannot_be_executed_is_a_setup_error(tmp_path: Path) -> None:
     job = make_job(tmp_path, "", command=["no-such-command-here"])
     result, _ = run(tmp_path, job)
