@@ -79,6 +79,7 @@ def test_the_token_of_a_finished_attempt_is_spent(steps):
         response = report(a.pk, a.attempt_id, token, events)
         assert response.status_code == 401, (events, response.content)
         assert "expired" in response.json()["detail"]
+        assert response.json()["finished"] is True  # the worker logs this at INFO (R3)
     assert list(LogLine.objects.filter(step_run=a).values_list("text", flat=True)) == ["forged"]
     # A worker whose reply got lost sends its final event again: a duplicate, not an error.
     assert report(a.pk, a.attempt_id, token, [finished(3)]).status_code == 200
