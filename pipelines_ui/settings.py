@@ -174,7 +174,10 @@ REDIS_URL = envstr("REDIS_URL") or embedded_redis_url(VAR_DIR)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
+        # A socket waits up to 5 s per blocking read for its next event; redis-py's own 5 s
+        # read timeout would end it first, and an idle run page would reconnect every 5 s.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "capacity": 1000,
+                   "expiry": 60},
     }
 }
 
