@@ -5,7 +5,7 @@ logged and the page catches up over REST using each event's `seq` (RELIABILITY R
 
 Services are synchronous and run on the server's request threads (or a Celery worker), so
 each send is handed to an event loop that lives as long as the process: the ASGI server's own
-loop once it serves (the in-memory layer's queues belong to it), else a loop on a thread of
+loop once it serves (its channel layer connections belong to it), else a loop on a thread of
 its own. `async_to_sync` would make a loop per call, and channels_redis a new connection with
 it: about 7 ms a broadcast against well under one. The caller does not wait for the send
 (a worker's claim is answered sooner); one task per loop sends in the order of the calls.
