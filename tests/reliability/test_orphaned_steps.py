@@ -60,8 +60,13 @@ def stop_group(worker: WorkerProcess) -> None:
     threading.Timer(resume_after, os.killpg, (worker.process.pid, signal.SIGCONT)).start()
 
 
-FAULTS = {"kill the group": kill_group, "kill the main process": kill_main_process,
-          "stop the group": stop_group}
+OWN_COMMAND = {"PYTHONX": "1"}  # a variable read at start: the step starts as itself
+CASES = {  # a forked step under each fault, and one started as its own command under two
+    "kill the group": (kill_group, {}), "kill the main process": (kill_main_process, {}),
+    "stop the group": (stop_group, {}),
+    "kill the group, own command": (kill_group, OWN_COMMAND),
+    "stop the group, own command": (stop_group, OWN_COMMAND),
+}
 
 
 def intervals(writes: Path) -> dict[int, tuple[float, float]]:
@@ -81,9 +86,9 @@ def gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
+@pytest.mark.parametrize(("fault", "env"), CASES.values(), ids=CASES.keys())
 def test_a_lost_attempt_stops_before_its_retry_starts(engine, workspace, owner, settings,
-                                                      tmp_path, fault):
+                                                      tmp_path, fault, env):
     settings.STEP_LOST_AFTER_S = T
     writes, children = tmp_path / "writes", tmp_path / "children"
     name = unique_target()
@@ -92,7 +97,7 @@ def test_a_lost_attempt_stops_before_its_retry_starts(engine, workspace, owner, 
     try:
         spec = {"parameters": {}, "edges": [], "nodes": [
             script("silent", SILENT_STEP.format(writes=str(writes), children=str(children)),
-                   target=name, allow_reuse=False, retries=1)]}
+                   target=name, allow_reuse=False, retries=1, env=env)]}
         pipeline = Pipeline.objects.create(workspace=workspace, name="silent", spec=spec)
         run = submit_run(pipeline, user=owner)
         step = run.steps.get()
