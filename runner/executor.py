@@ -761,6 +761,8 @@ class _Lease:
             self._sent = until
         except BlockingIOError:
             pass  # a supervisor that reads nothing was stopped with its group; it ends with it
+        except BrokenPipeError:
+            pass  # the supervisor has ended, and its step with it
 
     def handed_over(self) -> None:
         """Our copy of the read end is no longer needed: the supervisor has its own."""

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from runner import step_launch
+from runner import executor, step_launch
 from tests.unit.runner.test_executor import make_job, run, wait_gone
 
 PATHS = {"forked": {}, "own command": {"PYTHONX": "1"}}  # variables that make it start as itself
@@ -170,6 +170,14 @@ def test_a_lease_far_off_is_waited_for_like_any_other(tmp_path: Path,
     job = make_job(tmp_path, "import time; time.sleep(0.5)", env=env)
     result, sink = run(tmp_path, job, contact_until=lambda: time.monotonic() + 1e10)
     assert result.status == "succeeded", result.message
+
+
+def test_a_lease_renewed_after_its_supervisor_ended_is_no_error() -> None:
+    until = [1.0]
+    with executor._Lease(lambda: until[0]) as lease:
+        lease.handed_over()  # the last read end, as the supervisor's is when it exits
+        until[0] = 2.0
+        lease.renew()
 
 
 def test_a_command_that_cannot_be_executed_is_a_setup_error(tmp_path: Path) -> None:
