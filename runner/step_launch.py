@@ -30,9 +30,10 @@ cost 7 ms instead of 4.
 Between the template and the step stands the step's supervisor: the child the template forks
 starts a session, forks the step into it and stays as the leader of its process group. It
 reads the worker's lease from a pipe: the time (time.monotonic) until which the step may run
-without another word from the server. When the lease ends unrenewed it sends the group SIGTERM,
-then SIGKILL KILL_GRACE_S later; when the worker's end of the pipe closes (the worker died) or
-its own parent dies (PR_SET_PDEATHSIG) it sends SIGKILL at once. It runs in the step's session,
+without another word from the server. When the lease ends unrenewed it sends the group SIGTERM
+(TERM_AFTER_LEASE_S later, so that a worker still running goes first), then SIGKILL
+KILL_GRACE_S after that; when the worker's end of the pipe closes (the worker died) or its own
+parent dies (PR_SET_PDEATHSIG) it sends SIGKILL at once. It runs in the step's session,
 not the worker's, so a worker stopped with its whole process group (SIGSTOP, or a main process
 hung in a C call) cannot hold it back, and it kills the whole group, grandchildren included,
 where a parent-death signal alone reaches the step's own process only. When the step ends it
@@ -439,7 +440,11 @@ def supervise_command(lease, launch_fd, error_fd, parent):
     supervise it. The step writes the errno on `error_fd` if it cannot execute the command;
     the executor sees the pipe close empty once it has."""
     supervisor = os.getpid()
-    step = os.fork()
+    try:
+        step = os.fork()
+    except OSError as exc:
+        os.write(error_fd, str(exc.errno).encode())
+        os._exit(1)
     if step == 0:
         os.close(lease)
         if not die_with_parent(_signal.SIGKILL, supervisor):
