@@ -18,6 +18,8 @@ SETTINGS_LEFT_AT_THEIR_DEFAULTS = ("STEP_QUEUED_TIMEOUT_S", "STEP_LOST_AFTER_S",
                                    "RECONCILE_EVERY_S")
 
 
+@pytest.mark.slow
+@pytest.mark.reliability
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 @pytest.mark.timeout(300)
 def test_queued_steps_run_within_30_s_of_a_broker_restart(tmp_path):

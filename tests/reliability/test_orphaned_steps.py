@@ -27,7 +27,7 @@ from runner import step_launch
 from tests.integration.runs.specs import script
 from tests.support import WorkerProcess, unique_target, wait_until
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.reliability, pytest.mark.timeout(240)]
 
 T = 3  # STEP_LOST_AFTER_S for these tests
 AT_ONCE_S = 1.0  # a killed worker's step writes at most once more (every 0.5 s)
