@@ -1,4 +1,4 @@
-"""A message no consumer could read is set aside; the worker keeps consuming (R16)."""
+"""A message no consumer could read is set aside; the worker keeps consuming (R18)."""
 
 import pytest
 import redis
