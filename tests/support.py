@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import httpx
 import psutil
 
 from runner import context, step_launch
@@ -149,3 +151,72 @@ def runs_step_code(process: psutil.Process) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE and not is_step_template(process)
     except psutil.Error:
         return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_private_redis(port: int | str) -> subprocess.Popen:
+    """A redis-server of the test's own on `port`, keeping nothing on disk."""
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"],
+                                      capture_output=True).stdout.strip() == b"PONG")
+    return server
+
+
+class AsgiServer:
+    """uvicorn serving pipelines_ui.asgi on `port`; restartable on the same port (R9)."""
+
+    SCRIPT = ROOT / "tests" / "asgi_server.py"
+
+    def __init__(self, port: int, env: dict[str, str], log_path: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    @classmethod
+    def on_test_database(cls, database_name: str, log_path: Path) -> AsgiServer:
+        """A server on a free port against the test database, as workers report to it."""
+        port = free_port()
+        env = {**os.environ, "PIPELINES_TEST_DB_NAME": database_name,
+               "PIPELINES_SERVER_URL": f"http://127.0.0.1:{port}", "STEP_HEARTBEAT_S": "0.5",
+               "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "pipelines_ui.settings"}
+        return cls(port, env, log_path)
+
+    def start(self) -> None:
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(self.SCRIPT), str(self.port)], cwd=ROOT, env=self.env,
+                stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._answering, timeout=30, interval=0.2)
+
+    def _answering(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the ASGI server exited:\n{self.output()}")
+        try:
+            return httpx.get(f"{self.url}/accounts/login/", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_VARS = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "DATASTORE_URL",
@@ -28,12 +29,6 @@ for name in {names!r}:
                             ["read", "run", "publish", "endpoint:invoke"])
     print("KEY", key)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class UpStack:
@@ -68,7 +63,11 @@ class UpStack:
         marks = {"web": "uvicorn", "control": "celery", "compute": "runner",
                  "broker": "valkey-server"}
         for process in psutil.Process(self.process.pid).children():
-            if any(marks[name] in part for part in process.cmdline()):
+            try:
+                command = process.cmdline()
+            except (psutil.ZombieProcess, psutil.NoSuchProcess):  # killed, not yet reaped
+                continue
+            if any(marks[name] in part for part in command):
                 return process
         raise LookupError(f"no {name} process under up")
 

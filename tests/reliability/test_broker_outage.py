@@ -6,12 +6,13 @@ whose broker is a private redis-server on a free port, never the shared one.
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,12 +23,6 @@ def private_database_url() -> str | None:
     if not url:
         return None
     return url.rsplit("/", 1)[0] + "/outage"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from tests.reliability import test_broker_outage as outage
+from tests.support import free_port
 
 SETTINGS_LEFT_AT_THEIR_DEFAULTS = ("STEP_QUEUED_TIMEOUT_S", "STEP_LOST_AFTER_S",
                                    "RECONCILE_EVERY_S")
@@ -23,7 +24,7 @@ SETTINGS_LEFT_AT_THEIR_DEFAULTS = ("STEP_QUEUED_TIMEOUT_S", "STEP_LOST_AFTER_S",
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 @pytest.mark.timeout(300)
 def test_queued_steps_run_within_30_s_of_a_broker_restart(tmp_path):
-    port = outage.free_port()
+    port = free_port()
     env = {**os.environ, "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0",
            "PRIVATE_REDIS_PORT": str(port), "PIPELINES_VAR_DIR": str(tmp_path / "var")}
     for name in SETTINGS_LEFT_AT_THEIR_DEFAULTS:

@@ -1,7 +1,6 @@
 """R17: the reconciler sees a Redis broker restart from its run id (a private redis-server)."""
 
 import shutil
-import socket
 import subprocess
 import time
 
@@ -10,15 +9,10 @@ import redis
 
 from pipelines_ui.runs import broker_restarts
 from pipelines_ui.runs.broker_restarts import RUN_ID_KEY, broker_restarted
+from tests.support import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="needs redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PrivateRedis:

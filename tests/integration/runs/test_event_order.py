@@ -7,7 +7,6 @@ reporting to that server (the broadcasts leave from the process the reports reac
 """
 
 import json
-import os
 
 import pytest
 from django.db import connection
@@ -18,9 +17,8 @@ from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.compute.services import issue_worker_key
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.services import submit_run
-from tests.browser.runs.conftest import AsgiServer, free_port
 from tests.integration.runs.specs import edge, script
-from tests.support import ROOT, WorkerProcess, unique_target
+from tests.support import AsgiServer, WorkerProcess, unique_target
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -31,11 +29,8 @@ QUIET_AFTER_S = 2.0  # how long the socket is read on after the run's final even
 
 @pytest.fixture
 def server(transactional_db, settings, tmp_path):
-    port = free_port()
-    env = {**os.environ, "PIPELINES_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
-           "PIPELINES_SERVER_URL": f"http://127.0.0.1:{port}", "STEP_HEARTBEAT_S": "0.5",
-           "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "pipelines_ui.settings"}
-    server = AsgiServer(port, env, tmp_path / "asgi.log")
+    server = AsgiServer.on_test_database(str(connection.settings_dict["NAME"]),
+                                         tmp_path / "asgi.log")
     settings.PIPELINES_SERVER_URL = server.url
     yield server
     server.stop()

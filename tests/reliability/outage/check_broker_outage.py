@@ -10,23 +10,14 @@ from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.services import reconcile_once, submit_run
 from tests.integration.runs.specs import script
-from tests.support import WorkerProcess, unique_target, wait_until
+from tests.support import WorkerProcess, start_private_redis, unique_target, wait_until
 
 PORT = os.environ["PRIVATE_REDIS_PORT"]
 
 
-def start_redis() -> subprocess.Popen:
-    server = subprocess.Popen(["redis-server", "--port", PORT, "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: subprocess.run(["redis-cli", "-p", PORT, "ping"],
-                                      capture_output=True).stdout.strip() == b"PONG")
-    return server
-
-
 @pytest.fixture
 def redis():
-    server = start_redis()
+    server = start_private_redis(PORT)
     holder = {"server": server}
     yield holder
     holder["server"].terminate()
@@ -49,7 +40,7 @@ def test_submit_while_the_broker_is_down(redis, engine, workspace, owner):
         step = run.steps.get()
         assert (run.status, step.state, step.dispatched_at) == ("queued", "queued", None)
 
-        redis["server"] = start_redis()
+        redis["server"] = start_private_redis(PORT)
 
         def done():
             run.refresh_from_db()
@@ -86,7 +77,7 @@ def test_workers_keep_consuming_after_a_restart_and_a_reset(redis, engine, works
 
         subprocess.run(["redis-cli", "-p", PORT, "shutdown", "nosave"], capture_output=True)
         redis["server"].wait()
-        redis["server"] = start_redis()
+        redis["server"] = start_private_redis(PORT)
         runs = [run_hello(workspace, owner, target, f"after-restart-{i}") for i in range(5)]
         wait_until(lambda: all_succeed(runs), timeout=90, interval=0.5, tick=reconcile_once)
 

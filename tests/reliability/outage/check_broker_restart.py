@@ -12,25 +12,16 @@ from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.models import StepRun
 from pipelines_ui.runs.services import reconcile_once, submit_run
 from tests.integration.runs.specs import script
-from tests.support import WorkerProcess, unique_target, wait_until
+from tests.support import WorkerProcess, start_private_redis, unique_target, wait_until
 
 PORT = os.environ["PRIVATE_REDIS_PORT"]
 QUEUED = 20
 WITHIN_S = 30
 
 
-def start_redis() -> subprocess.Popen:
-    server = subprocess.Popen(["redis-server", "--port", PORT, "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: subprocess.run(["redis-cli", "-p", PORT, "ping"],
-                                      capture_output=True).stdout.strip() == b"PONG")
-    return server
-
-
 @pytest.fixture
 def redis():
-    holder = {"server": start_redis()}
+    holder = {"server": start_private_redis(PORT)}
     yield holder
     holder["server"].terminate()
     holder["server"].wait()
@@ -64,7 +55,7 @@ def test_queued_steps_run_soon_after_the_broker_restarts(redis, engine, workspac
 
         subprocess.run(["redis-cli", "-p", PORT, "shutdown", "nosave"], capture_output=True)
         redis["server"].wait()
-        redis["server"] = start_redis()
+        redis["server"] = start_private_redis(PORT)
         back = time.monotonic()
         gate.touch()
 

@@ -1,4 +1,4 @@
-"""An ASGI live server for browser tests: uvicorn serving pipelines_ui.asgi (HTTP and
+"""An ASGI live server for browser and socket tests: uvicorn serving pipelines_ui.asgi (HTTP and
 WebSockets) against the test database named in PIPELINES_TEST_DB_NAME.
 
 pytest-django's live_server is WSGI (no WebSockets), and Channels' live server needs daphne;
