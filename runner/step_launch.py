@@ -33,7 +33,11 @@ reads the worker's lease from a pipe: the time (time.monotonic) until which the 
 without another word from the server. When the lease ends unrenewed it sends the group SIGTERM
 (TERM_AFTER_LEASE_S later, so that a worker still running goes first), then SIGKILL
 KILL_GRACE_S after that; when the worker's end of the pipe closes (the worker died) or its own
-parent dies (PR_SET_PDEATHSIG) it sends SIGKILL at once. It runs in the step's session,
+parent dies (PR_SET_PDEATHSIG) it sends SIGKILL at once. Being in the step's group, it also gets
+what the step sends its own group (steps SIGHUP or SIGTERM it to stop their helpers): it ignores
+SIGTERM, as the worker's stop of the group ends in the worker's SIGKILL (or, the worker gone, in
+the closed pipe or the lease's end), and takes a SIGHUP for its parent's death only once its
+parent is another. It runs in the step's session,
 not the worker's, so a worker stopped with its whole process group (SIGSTOP, or a main process
 hung in a C call) cannot hold it back, and it kills the whole group, grandchildren included,
 where a parent-death signal alone reaches the step's own process only. When the step ends it
@@ -78,9 +82,11 @@ MAX_POLL_MS = 3_600_000  # a lease far off is looked at again hourly: poll() tak
 
 PR_SET_PDEATHSIG = 1
 # Signals that would end the supervisor before its step: it outlives them to tell how the step
-# ended (SIGTERM is noted, as a stop of the group that has begun).
-SUPERVISOR_IGNORES = ("SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE", "SIGTSTP",
-                      "SIGTTIN", "SIGTTOU", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ", "SIGIO")
+# ended. SIGTERM among them: a stop of the group, whoever began it, ends in a SIGKILL that the
+# supervisor needs no word of (see the module's docstring).
+SUPERVISOR_IGNORES = ("SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE",
+                      "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ",
+                      "SIGIO")
 
 _prctl = None  # the C library's prctl, loaded at start on Linux (libc_prctl)
 
@@ -340,7 +346,7 @@ def supervise(step, lease, parent):
     for fd in (0, 1, 2):  # nothing of the supervisor's own reaches the step's output pipes
         os.dup2(devnull, fd)
     os.close(devnull)
-    signals = _listen((_signal.SIGCHLD, _signal.SIGHUP, _signal.SIGTERM))
+    signals = _listen((_signal.SIGCHLD, _signal.SIGHUP))
     if not die_with_parent(_signal.SIGHUP, parent):
         _kill_group()
     lease_end = _read_first_lease(lease)
@@ -357,18 +363,14 @@ def supervise(step, lease, parent):
             _kill_group()
         if kill_at == float("inf") and now >= lease_end + TERM_AFTER_LEASE_S:
             kill_at = now + KILL_GRACE_S
-            os.killpg(0, _signal.SIGTERM)  # the supervisor ignores its own (see _listen)
+            os.killpg(0, _signal.SIGTERM)  # the supervisor ignores it (SUPERVISOR_IGNORES)
         wake_at = kill_at if kill_at < float("inf") else lease_end + TERM_AFTER_LEASE_S
         for fd, _ in poller.poll(_milliseconds(wake_at - now)):
             if fd == lease:
                 lease_end = _read_lease(lease, lease_end)
                 continue
-            for number in os.read(signals, 64):
-                if number == _signal.SIGHUP:
-                    _kill_group()  # the parent died
-                if number == _signal.SIGTERM:  # a stop of the group has begun: SIGKILL
-                    # follows, from the worker or else from here a little after its own
-                    kill_at = min(kill_at, time.monotonic() + KILL_GRACE_S + TERM_AFTER_LEASE_S)
+            if _signal.SIGHUP in os.read(signals, 64) and os.getppid() != parent:
+                _kill_group()  # the parent died: the kernel reparents before it signals
 
 
 def _listen(numbers):
