@@ -4,9 +4,10 @@ A Redis broker that restarts without its data (no AOF, or a fresh instance) has 
 it held; the queued attempts would then wait STEP_QUEUED_TIMEOUT_S before being sent again.
 Redis names each start with a random `run_id` (INFO server). The reconciler remembers the one
 it saw, in this process and in the broker itself under RUN_ID_KEY, set with GETSET so that
-one reconciler alone sees a change there. A change seen either way is a restart. The key is
-lost with the data it stands for; the process's memory survives it. The first look of a fresh
-process at a fresh broker sees no restart.
+one reconciler alone sees a change there. A change there is a restart; so is a change in the
+process's memory while the key is missing, as it is once lost with the data it stands for, to
+the one reconciler whose GETSET found it missing. The first look of a fresh process at a fresh
+broker sees no restart.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def broker_restarted(url: str) -> bool:
     remembered, _seen[url] = _seen.get(url), run_id
     changed_here = remembered is not None and remembered != run_id
     changed_there = stored is not None and stored.decode() != run_id
-    restarted = changed_here or changed_there
+    # A change seen here counts only while the key was lost with the data: once a reconciler
+    # has set the new run id there, it has handled the restart, and the others must not again.
+    restarted = changed_there or (stored is None and changed_here)
     if restarted:
         log.warning("the broker restarted (run id %s); sending queued steps again", run_id)
     return restarted
