@@ -50,7 +50,7 @@ from pipelines_ui.runs.services import (
     ingest_report,
     rerun,
 )
-from pipelines_ui.runs.waiting import waiting_reason
+from pipelines_ui.runs.waiting import waiting
 from pipelines_ui.runs.worker_auth import StepTokenForeign, check_report_credential
 from runner.messages import MessageError, parse_worker_heartbeat
 
@@ -158,17 +158,35 @@ class StepRunSerializer(serializers.ModelSerializer):
     waiting = serializers.SerializerMethodField(
         help_text="What a queued step waits for and how long it has, such as \"waiting for a "
         "worker on gpu for 2 m 05 s\"; null when it waits on nothing it lacks.")
+    waiting_kind = serializers.SerializerMethodField(
+        help_text="What `waiting` is about, for a short label: \"worker\" (none online on the "
+        "step's target) or \"lost_attempt\" (the lost attempt's processes may still run); null "
+        "with `waiting`.")
 
     class Meta:
         model = StepRun
-        fields = ["id", "node", "component", "compute_target", "state", "waiting", "attempt",
-                  "attempts", "error", "traceback", "exit_code", "reason", "fingerprint",
-                  "reused_from", "reused_from_run", "params", "inputs", "outputs", "worker",
-                  "queued_at", "started_at", "finished_at"]
+        fields = ["id", "node", "component", "compute_target", "state", "waiting",
+                  "waiting_kind", "attempt", "attempts", "error", "traceback", "exit_code",
+                  "reason", "fingerprint", "reused_from", "reused_from_run", "params", "inputs",
+                  "outputs", "worker", "queued_at", "started_at", "finished_at"]
         read_only_fields = fields
 
+    _waiting_of: tuple[StepRun | None, tuple[str, str] | None] = (None, None)
+
     def get_waiting(self, step: StepRun) -> str | None:
-        return waiting_reason(step, timezone.now())
+        found = self._waiting(step)
+        return found[1] if found else None
+
+    def get_waiting_kind(self, step: StepRun) -> str | None:
+        found = self._waiting(step)
+        return found[0] if found else None
+
+    def _waiting(self, step: StepRun) -> tuple[str, str] | None:
+        """waiting() of the step, read once for both fields: read twice, a wait that ends in
+        between would give a sentence and a kind that disagree."""
+        if self._waiting_of[0] is not step:
+            self._waiting_of = (step, waiting(step, timezone.now()))
+        return self._waiting_of[1]
 
 
 class RunSerializer(StrictModelSerializer):

@@ -23,7 +23,7 @@ from pipelines_ui.data.models import Artifact
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.durations import format_duration
 from pipelines_ui.runs.models import Run, RunTag, StepRun
-from pipelines_ui.runs.waiting import waiting_reason
+from pipelines_ui.runs.waiting import waiting
 from runner.transitions import RUN_STATES
 
 PAGE_SIZE = 50
@@ -260,8 +260,13 @@ def step_data(step: StepRun, now: datetime) -> dict[str, Any]:
         "reused_from": step.reused_from_id,
         "reused_from_run": step.reused_from.run_id if step.reused_from else None,
         "queued_at": _iso(step.queued_at), "started_at": _iso(step.started_at),
-        "finished_at": _iso(step.finished_at), "waiting": waiting_reason(step, now),
+        "finished_at": _iso(step.finished_at), **_waiting_fields(step, now),
     }
+
+
+def _waiting_fields(step: StepRun, now: datetime) -> dict[str, str | None]:
+    kind, reason = waiting(step, now) or (None, None)
+    return {"waiting": reason, "waiting_kind": kind}
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -73,7 +73,7 @@ function drawParameters() {
 }
 
 function drawStep(step) {
-  graph.setState(step.node, step.state, step.attempt, step.waiting);
+  graph.setState(step.node, step.state, step.attempt, step.waiting, step.waiting_kind);
 }
 
 function drawSteps() {
@@ -122,6 +122,7 @@ function onEvent(event) {
       reused_from: event.reused_from, started_at: event.started_at, finished_at: event.finished_at,
       // The event does not say what a queued step waits for: the refresh below reads it.
       waiting: event.state === "queued" ? step.waiting : null,
+      waiting_kind: event.state === "queued" ? step.waiting_kind : null,
     });
     drawStep(step);
     gantt.draw([...steps.values()]);

@@ -5,6 +5,8 @@ const { dagre } = window;
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 160;
 const HEIGHT = 48;
+// A queued step's short label, by the API's `waiting_kind`; the node's tooltip has the sentence.
+const WAITING_LABELS = { worker: "waiting for a worker", lost_attempt: "lost attempt stopping" };
 
 function el(name, attrs = {}, parent = null) {
   const node = document.createElementNS(SVG, name);
@@ -69,8 +71,9 @@ export class RunGraph {
     this.container.replaceChildren(svg);
   }
 
-  /** `waiting`: what a queued step waits for (the API's sentence), or null. */
-  setState(nodeId, state, attempt, waiting = null) {
+  /** `waiting`: what a queued step waits for (the API's sentence), or null; `waitingKind`:
+   * the API's word for it, which picks the node's short label. */
+  setState(nodeId, state, attempt, waiting = null, waitingKind = null) {
     const group = this.nodes.get(nodeId);
     if (!group) return;
     group.dataset.state = state;
@@ -78,7 +81,7 @@ export class RunGraph {
     if (waiting) classes.push("waiting");
     if (group.classList.contains("selected")) classes.push("selected");
     group.setAttribute("class", classes.join(" "));
-    const label = waiting ? "waiting for a worker" : state;
+    const label = waiting ? (WAITING_LABELS[waitingKind] ?? "waiting") : state;
     group.querySelector("text.state").textContent = attempt > 1 ? `${label} · attempt ${attempt}` : label;
     group.querySelector("title").textContent = waiting ? `${nodeId}: ${waiting}` : group.dataset.title;
   }

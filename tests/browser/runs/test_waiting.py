@@ -1,11 +1,16 @@
 """The run page in Chromium while a step's target has no worker: the step says it waits for a
 worker on that target and for how long (the time keeps counting), and once a worker comes up
-the step runs and the page shows it, without a reload."""
+the step runs and the page shows it, without a reload. A retry held until its lost attempt is
+gone says that instead."""
+
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from pipelines_ui.compute.services import issue_worker_key
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.models import StepRun
 from pipelines_ui.runs.services import submit_run
 from tests.browser.conftest import save_screenshot, sign_in
 from tests.integration.runs.specs import edge, script
@@ -51,3 +56,27 @@ def test_a_step_waiting_for_a_worker_says_so_until_one_comes(page, asgi_server, 
     assert page.get_attribute(prep, "data-state") == "succeeded"
     assert "waiting" not in page.get_attribute(prep, "class").split()
     assert page.locator(WAITING).count() == 0
+
+
+def test_a_retry_held_for_its_lost_attempt_says_so_on_its_node(page, asgi_server, live_target,
+                                                              workspace, owner):
+    pipeline = Pipeline.objects.create(workspace=workspace, name="retried", spec={
+        "parameters": {}, "edges": [],
+        "nodes": [script("train", "print('trained')", target=live_target.name)]})
+    sign_in(page, asgi_server.url, "owner")
+    run = submit_run(pipeline, user=owner)
+    stops_at = timezone.now() + timedelta(minutes=10)  # as the server holds a lost one's retry
+    StepRun.objects.filter(run=run).update(
+        state="queued", attempt=2, dispatched_at=None,
+        attempts=[{"attempt": 1, "stops_at": stops_at.isoformat()}])
+    page.goto(f"{asgi_server.url}/runs/{run.pk}/")
+    page.wait_for_function("document.body.dataset.runReady === '1'")
+
+    label = '[data-testid="run-graph"] g[data-node="train"] text.state'
+    first = page.inner_text(WAITING)
+    assert first.startswith("waiting for the lost attempt to stop (at most ")
+    assert page.text_content(label) == "lost attempt stopping · attempt 2"
+    # Read again from the API as the page refreshes a queued step: the same label.
+    page.wait_for_function(f"document.querySelector('{WAITING}').textContent !== {first!r}",
+                           timeout=15_000)
+    assert page.text_content(label) == "lost attempt stopping · attempt 2"

@@ -66,6 +66,28 @@ def test_the_run_page_shows_the_wait_in_a_constant_number_of_queries(
     steps = response.context["data"]["steps"]
     assert len(steps) == 20
     assert all(s["waiting"].startswith("waiting for a worker on local for ") for s in steps)
+    assert {s["waiting_kind"] for s in steps} == {"worker"}
+
+
+def hold_for_a_lost_attempt(step: StepRun, stops_at) -> None:
+    """As the server leaves a retry whose lost attempt may still be running (R16)."""
+    step.attempts = [{"attempt": 1, "stops_at": stops_at.isoformat()}]
+    step.attempt = 2
+    step.save()
+
+
+def test_the_run_page_and_the_api_say_which_wait_it_is(client, owner, step):
+    client.force_login(owner)
+
+    def shown() -> list[tuple[str, str]]:
+        page = client.get(reverse("runs:detail", args=[step.run_id])).context["data"]["steps"]
+        api = client.get(f"/api/runs/{step.run_id}/").json()["steps"]
+        return [(s["waiting_kind"], s["waiting"].split(" (")[0].split(" on ")[0])
+                for s in (*page, *api)]
+
+    assert shown() == [("worker", "waiting for a worker")] * 2
+    hold_for_a_lost_attempt(step, timezone.now() + timedelta(minutes=10))
+    assert shown() == [("lost_attempt", "waiting for the lost attempt to stop")] * 2
 
 
 @pytest.mark.slow
