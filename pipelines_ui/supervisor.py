@@ -9,8 +9,6 @@ left stopped, loudly, and the others keep serving.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import re
 import signal
@@ -23,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from billiard.util import set_pdeathsig
+
 FAST_DEATH_S = 10.0
 FAST_DEATHS_TO_GIVE_UP = 5
 FIRST_DELAY_S, MAX_DELAY_S = 1.0, 30.0
@@ -31,17 +31,6 @@ POLL_S = 0.2
 
 # What a child writes that the terminal should show too; the rest stays in its log.
 NOTABLE = re.compile(r"\b(WARNING|ERROR|CRITICAL|Traceback|Unrecoverable)\b")
-PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" \
-    else None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: end when `up` ends, even if `up` is killed with SIGKILL."""
-    if _libc is not None:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @dataclass
 class Child:
     """One supervised process: how to start it, and what happened to it so far."""
@@ -73,17 +62,22 @@ class Supervisor:
         self.stopping = threading.Event()
         log_dir.mkdir(parents=True, exist_ok=True)
 
-    def start_all(self) -> None:
-        for child in self.children:
-            self._start(child)
-
-    def run(self) -> None:
-        """Watch the children until SIGINT or SIGTERM, then stop them all."""
+    def run(self, on_up: Callable[[], None] = lambda: None) -> None:
+        """Start the children, watch them until SIGINT or SIGTERM, then stop them all."""
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: self.stopping.set())
-        while not self.stopping.wait(POLL_S):
-            self.watch_once()
-        self.stop_all()
+        try:
+            self.start_all()
+            on_up()
+            while not self.stopping.wait(POLL_S):
+                self.watch_once()
+        finally:
+            self.stop_all()
+
+    def start_all(self) -> None:
+        for child in self.children:
+            if not self.stopping.is_set():
+                self._start(child)
 
     def watch_once(self) -> None:
         """Restart what died, or note it; start what is due."""
@@ -91,29 +85,44 @@ class Supervisor:
             self._watch(child)
 
     def _start(self, child: Child) -> None:
-        log = open(self.log_dir / f"{child.name}.log", "ab", buffering=0)  # noqa: SIM115
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting\n".encode())
-        # Its own session: Ctrl-C reaches `up` only, which stops the children in order.
-        child.process = subprocess.Popen(
-            child.command, env=child.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        """Start the child and wait until it is ready; a start that fails counts as a death."""
+        child.restart_at, child.last_error, child.process = None, "", None
         child.started_at = time.monotonic()
-        child.restart_at = None
-        child.last_error = ""
-        child.reader = threading.Thread(target=self._copy_output, args=(child, log),
-                                        name=f"output-{child.name}", daemon=True)
-        child.reader.start()
-        if child.ready is not None:
-            child.ready(child.process)
+        try:
+            child.process = self._spawn(child)
+            if child.ready is not None:
+                child.ready(child.process)
+        except Exception as exc:  # noqa: BLE001 - whatever stops a start, the child is down
+            child.last_error = f"could not start: {type(exc).__name__}: {exc}"
+            if child.process is not None and child.process.poll() is None:
+                _kill_tree(child.process)
+            self._plan_restart(child, time.monotonic() - child.started_at)
+            return
         self.say(f"[{child.name}] started (pid {child.process.pid})")
 
-    def _copy_output(self, child: Child, log: IO[bytes]) -> None:
+    def _spawn(self, child: Child) -> subprocess.Popen:
+        log = open(self.log_dir / f"{child.name}.log", "ab", buffering=0)  # noqa: SIM115
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting\n".encode())
+        # Its own session: Ctrl-C reaches `up` only, which stops the children in order. The
+        # launcher ties it to `up` (no preexec_fn: the output threads make forking unsafe).
+        launcher = [sys.executable, "-m", "pipelines_ui.supervisor", str(os.getpid())]
+        try:
+            process = subprocess.Popen(
+                [*launcher, *child.command], env=child.env, cwd=self.cwd,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        except BaseException:
+            log.close()
+            raise
+        child.reader = threading.Thread(target=self._copy_output, args=(child, process, log),
+                                        name=f"output-{child.name}", daemon=True)
+        child.reader.start()
+        return process
+
+    def _copy_output(self, child: Child, process: subprocess.Popen, log: IO[bytes]) -> None:
         """Everything to the child's log; warnings and errors to the terminal as well."""
-        assert child.process is not None and child.process.stdout is not None
         with log:
-            for raw in child.process.stdout:
+            for raw in process.stdout:
                 log.write(raw)
                 line = raw.decode(errors="replace").rstrip()
                 if not line:
@@ -123,35 +132,35 @@ class Supervisor:
                     self.say(f"[{child.name}] {line}")
 
     def _watch(self, child: Child) -> None:
-        if child.given_up or child.process is None:
+        if child.given_up:
             return
         if child.restart_at is not None:
             if time.monotonic() >= child.restart_at:
                 child.restarts += 1
                 self._start(child)
             return
-        code = child.process.poll()
-        if code is None:
+        if child.process is None or child.process.poll() is None:
             return
         child.reader.join(timeout=1)  # so last_error is the child's last word
-        lived_s = time.monotonic() - child.started_at
-        self._plan_restart(child, code, lived_s)
+        self._plan_restart(child, time.monotonic() - child.started_at)
 
-    def _plan_restart(self, child: Child, code: int, lived_s: float) -> None:
+    def _plan_restart(self, child: Child, lived_s: float) -> None:
         if lived_s >= FAST_DEATH_S:
             child.fast_deaths, child.delay_s = 0, FIRST_DELAY_S
         else:
             child.fast_deaths += 1
+        code = child.process.returncode if child.process is not None else None
+        how = f"exited with {describe_exit(code)}" if code is not None else "did not start"
         last = f"; last error: {child.last_error}" if child.last_error else ""
-        exited = f"[{child.name}] exited with {describe_exit(code)} after {lived_s:.0f} s{last}"
+        ended = f"[{child.name}] {how} after {lived_s:.0f} s{last}"
         if child.fast_deaths >= FAST_DEATHS_TO_GIVE_UP:
             child.given_up = True
-            self.say(f"{exited}\n[{child.name}] ERROR: it died within {FAST_DEATH_S:.0f} s of "
+            self.say(f"{ended}\n[{child.name}] ERROR: it died within {FAST_DEATH_S:.0f} s of "
                      f"starting {FAST_DEATHS_TO_GIVE_UP} times in a row; left stopped (see "
                      f"{self.log_dir / (child.name + '.log')}). The other processes keep "
                      "serving; fix the cause and start `make up` again.")
             return
-        self.say(f"{exited}; restarting in {child.delay_s:.0f} s")
+        self.say(f"{ended}; restarting in {child.delay_s:.0f} s")
         child.restart_at = time.monotonic() + child.delay_s
         child.delay_s = min(child.delay_s * 2, MAX_DELAY_S)
 
@@ -170,11 +179,26 @@ class Supervisor:
             try:
                 child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(child.process.pid, signal.SIGKILL)  # its own session: its tree
-                child.process.wait()
+                _kill_tree(child.process)
             if child.reader is not None:
                 child.reader.join(timeout=1)
             self.say(f"[{child.name}] stopped")
+
+
+def _kill_tree(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)  # its own session: its group is its tree
+    process.wait()
+
+
+def exec_tied_to(parent: int, command: list[str]) -> None:
+    """Become `command`, to be sent SIGTERM when `parent` ends, even by SIGKILL (Linux)."""
+    try:
+        set_pdeathsig(signal.SIGTERM)
+    except OSError:
+        pass  # elsewhere a child outlives a killed `up`; Ctrl-C still stops them all
+    if os.getppid() != parent:  # it ended before the request was made: it would never fire
+        sys.exit(f"{command[0]}: not started, its supervisor has ended")
+    os.execvp(command[0], command)
 
 
 def describe_exit(code: int) -> str:
@@ -184,3 +208,7 @@ def describe_exit(code: int) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"code {code}"
+
+
+if __name__ == "__main__":
+    exec_tied_to(int(sys.argv[1]), sys.argv[2:])

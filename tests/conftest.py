@@ -22,8 +22,9 @@ def pytest_sessionstart(session):
     if broker.valkey_answers(root):
         raise pytest.UsageError(f"`make up` is serving from {root}: its workers would take the "
                                 "tests' steps. Stop it, or set PIPELINES_VAR_DIR for the tests.")
+    # Kept in memory only: no test's job may wait in var/ for the next `make up`.
     _embedded_valkey = broker.start_embedded_valkey(
-        root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        root, persist=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def pytest_sessionfinish(session):

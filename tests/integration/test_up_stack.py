@@ -50,9 +50,10 @@ class HealthWatch(threading.Thread):
 
 
 @pytest.fixture
-def stack(tmp_path):
-    # A lost step is found after 5 s, not 30, so the killed worker's step ends in the test.
-    stack = UpStack(tmp_path / "var", STEP_LOST_AFTER_S="5", WORKER_LOST_AFTER_S="5")
+def stack(tmp_path, request):
+    """`up` on its defaults, or with the settings a test's `up_settings` mark names."""
+    mark = request.node.get_closest_marker("up_settings")
+    stack = UpStack(tmp_path / "var", **(mark.kwargs if mark else {}))
     yield stack
     if stack.process.poll() is None:
         stack.stop()
@@ -72,6 +73,8 @@ def restarted(stack: UpStack, name: str, pid: int, limit_s: float = 60) -> int:
     raise AssertionError(f"{name} not restarted within {limit_s} s:\n{stack.output()[-3000:]}")
 
 
+# A lost step is found after 5 s, not 30, so the killed worker's step ends within the test.
+@pytest.mark.up_settings(STEP_LOST_AFTER_S="5", WORKER_LOST_AFTER_S="5")
 @pytest.mark.timeout(400)
 def test_killed_workers_are_restarted_while_the_web_server_keeps_answering(stack):
     client = Client(stack.url, stack.tokens(1)[0])

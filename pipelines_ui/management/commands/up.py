@@ -47,18 +47,16 @@ class Command(BaseCommand):
         supervisor = Supervisor(children, log_dir, settings.BASE_DIR, self._say)
         self._say(f"Pipelines UI: {url}/  ({seeded.describe()})")
         self._say(f"Logs of each process: {log_dir}/")
-        supervisor.start_all()
-        self._say(self.style.SUCCESS(f"Pipelines UI is up at {url}/ (Ctrl-C stops it)"))
-        supervisor.run()
+        supervisor.run(on_up=lambda: self._say(
+            self.style.SUCCESS(f"Pipelines UI is up at {url}/ (Ctrl-C stops it)")))
         self._say("Stopped.")
 
     def _embedded_broker(self) -> list[Child]:
-        """The Valkey under var/, when the broker and the channel layer are not set."""
-        embedded = (broker.embedded_broker_url(settings.VAR_DIR),
-                    broker.embedded_redis_url(settings.VAR_DIR))
-        if (settings.CELERY_BROKER_URL, settings.REDIS_URL) != embedded:
-            return []
+        """The Valkey under var/, when the broker or the channel layer is left unset."""
         root = settings.VAR_DIR
+        if (settings.CELERY_BROKER_URL != broker.embedded_broker_url(root)
+                and settings.REDIS_URL != broker.embedded_redis_url(root)):
+            return []
         if broker.valkey_answers(root):
             raise CommandError(f"Another `make up` is serving from {root} (its broker answers "
                                f"on {broker.embedded_socket(root)}); stop it first.")

@@ -1,15 +1,17 @@
 """The supervisor of `manage.py up`: restarts with backoff, gives up on a crash loop, keeps
 the others serving, and says so in one line each."""
 
+import subprocess
 import sys
 import threading
 import time
 
+import psutil
 import pytest
 
 from pipelines_ui.supervisor import Child, Supervisor
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]  # real backoff: 1+2+4+8 s
 
 CRASHES = "print('plain line'); print('ERROR boom'); raise SystemExit(3)"
 SERVES = "import time; print('WARNING serving', flush=True); time.sleep(600)"
@@ -46,3 +48,52 @@ def _watch_until_given_up(supervisor: Supervisor, child: Child, limit_s: float =
     while not child.given_up and time.monotonic() < deadline:
         supervisor.watch_once()
         time.sleep(0.05)
+
+
+def test_a_child_that_fails_to_become_ready_is_restarted_not_the_supervisor(tmp_path):
+    said: list[str] = []
+
+    def never_ready(process):
+        raise RuntimeError("the broker did not answer")
+
+    child = Child("broker", [sys.executable, "-c", SERVES], {}, ready=never_ready)
+    supervisor = Supervisor([child], tmp_path / "log", tmp_path, said.append)
+    supervisor.start_all()
+    first = child.process
+    deadline = time.monotonic() + 20
+    while child.restarts == 0 and time.monotonic() < deadline:
+        supervisor.watch_once()
+        time.sleep(0.05)
+    supervisor.stop_all()
+
+    assert first.returncode == -9  # its tree was killed when it failed its check
+    assert said[0].startswith("[broker] exited with signal SIGKILL after 0 s; last error: "
+                              "could not start: RuntimeError: the broker did not answer; "
+                              "restarting in 1 s"), said
+    assert child.restarts == 1 and child.process is not first
+
+
+KILLED_SUPERVISOR = """
+import sys, time
+from pathlib import Path
+from pipelines_ui.supervisor import Child, Supervisor
+child = Child("serving", [sys.executable, "-c", "import time; time.sleep(600)"], {})
+supervisor = Supervisor([child], Path(sys.argv[1]), Path(sys.argv[1]), print)
+supervisor.start_all()
+print("child", child.process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_children_end_when_the_supervisor_is_killed(tmp_path):
+    supervisor = subprocess.Popen([sys.executable, "-c", KILLED_SUPERVISOR, str(tmp_path)],
+                                  stdout=subprocess.PIPE, text=True)
+    line = supervisor.stdout.readline()
+    while not line.startswith("child"):
+        line = supervisor.stdout.readline()
+    child = psutil.Process(int(line.split()[1]))
+    supervisor.kill()
+    supervisor.wait()
+    gone, _ = psutil.wait_procs([child], timeout=5)
+    assert gone, "the child outlived its supervisor"
