@@ -1,7 +1,8 @@
 // The run page: graph, step details, logs, metric charts, timeline and parameters, live over
 // /ws/runs/<id>/. What the socket misses is fetched from the REST API. The one poll: while a
-// step is queued the run is read again every few seconds, since whether a worker can take it
-// changes with worker heartbeats, which send no event (its `waiting` sentence says so).
+// step is queued the run is read again now and then, since whether a worker can take it
+// changes with worker heartbeats, which send no event (its `waiting` sentence says so): every
+// few seconds while a step waits for a worker, seldom while the queued ones wait for a slot.
 // Readiness flags for tests: body.dataset.runReady ("1" once drawn and loaded) and
 // body.dataset.live ("open" while the socket is up).
 
@@ -18,7 +19,8 @@ const urls = data.urls;
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const FINISHED = new Set(["succeeded", "failed", "canceled"]);
 const TERMINAL_STEP = new Set(["succeeded", "failed", "canceled", "skipped", "reused"]);
-const WAITING_REFRESH_MS = 5000;
+const WAITING_REFRESH_MS = 5000; // a step waits for a worker: show when one comes
+const QUEUED_REFRESH_MS = 30000; // steps wait for a busy worker's slot: show if it goes
 
 const run = data.run;
 const steps = new Map(data.steps.map((s) => [s.node, s]));
@@ -88,8 +90,10 @@ let waitingTimer = null;
 function watchQueued() {
   clearTimeout(waitingTimer);
   waitingTimer = null;
-  if ([...steps.values()].some((s) => s.state === "queued")) {
-    waitingTimer = setTimeout(refresh, WAITING_REFRESH_MS);
+  const queued = [...steps.values()].filter((s) => s.state === "queued");
+  if (queued.length) {
+    const waiting = queued.some((s) => s.waiting);
+    waitingTimer = setTimeout(refresh, waiting ? WAITING_REFRESH_MS : QUEUED_REFRESH_MS);
   }
 }
 
