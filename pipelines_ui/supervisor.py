@@ -191,9 +191,11 @@ def _kill_tree(process: subprocess.Popen) -> None:
 
 
 def exec_tied_to(parent: int, command: list[str]) -> None:
-    """Become `command`, to be sent SIGTERM when `parent` ends, even by SIGKILL (Linux)."""
+    """Become `command`, to be killed when `parent` ends without stopping it (Linux). SIGKILL,
+    not SIGTERM: the broker goes at the same moment, and a Celery worker's warm shutdown
+    would wait for it forever."""
     try:
-        set_pdeathsig(signal.SIGTERM)
+        set_pdeathsig(signal.SIGKILL)
     except OSError:
         pass  # elsewhere a child outlives a killed `up`; Ctrl-C still stops them all
     if os.getppid() != parent:  # it ended before the request was made: it would never fire
