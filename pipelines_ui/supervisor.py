@@ -141,6 +141,7 @@ class Supervisor:
             return
         if child.process is None or child.process.poll() is None:
             return
+        _kill_leftovers(child.process)
         child.reader.join(timeout=1)  # so last_error is the child's last word
         self._plan_restart(child, time.monotonic() - child.started_at)
 
@@ -188,6 +189,15 @@ class Supervisor:
 def _kill_tree(process: subprocess.Popen) -> None:
     os.killpg(process.pid, signal.SIGKILL)  # its own session: its group is its tree
     process.wait()
+
+
+def _kill_leftovers(process: subprocess.Popen) -> None:
+    """What a dead child forked and left behind (a Celery worker's pool and beat processes)
+    would run on beside the restarted one: they go with it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # nothing left
 
 
 def exec_tied_to(parent: int, command: list[str]) -> None:

@@ -93,7 +93,21 @@ class UpStack:
         time.sleep(0.5)
         left = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert left == [], f"left running after up stopped: {left}"
+        assert self.orphans() == [], "processes of this up outlived it"
         return took
+
+    def orphans(self) -> list[psutil.Process]:
+        """Processes started for this stack (its var folder in their environment) that no
+        longer descend from `up`, such as what a killed child forked."""
+        found = []
+        for process in psutil.process_iter():
+            try:
+                if process.environ().get("PIPELINES_VAR_DIR") == str(self.var) and \
+                        process.status() != psutil.STATUS_ZOMBIE:
+                    found.append(process)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return found
 
 
 class Client:

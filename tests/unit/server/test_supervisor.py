@@ -97,3 +97,23 @@ def test_children_end_when_the_supervisor_is_killed(tmp_path):
     supervisor.wait()
     gone, _ = psutil.wait_procs([child], timeout=5)
     assert gone, "the child outlived its supervisor"
+
+
+LEAVES_A_CHILD = ("import subprocess, sys; p = subprocess.Popen(['sleep', '300']); "
+                  "print('left', p.pid, flush=True)")
+
+
+def test_what_a_dead_child_left_running_goes_with_it(tmp_path):
+    said: list[str] = []
+    child = Child("control", [sys.executable, "-c", LEAVES_A_CHILD], {})
+    supervisor = Supervisor([child], tmp_path / "log", tmp_path, said.append)
+    supervisor.start_all()
+    child.process.wait()
+    child.reader.join(timeout=5)
+    log = (tmp_path / "log" / "control.log").read_text()
+    left = psutil.Process(int(log.split("left ")[1].split()[0]))
+    supervisor.watch_once()
+    supervisor.stop_all()
+
+    gone, _ = psutil.wait_procs([left], timeout=5)
+    assert gone, "a process of the dead child outlived it"
