@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import subprocess
 import sys
+import time
 
 from django.conf import settings
 from django.core.management import call_command
@@ -72,7 +75,7 @@ class Command(BaseCommand):
         return [
             Child("web", [python, "-m", "uvicorn", "pipelines_ui.asgi:application", "--host",
                           host, "--port", str(port), "--log-level", "warning"], env,
-                  stop_stage=1),
+                  stop_stage=1, ready=lambda process: _wait_listening(host, port, process)),
             Child("control", [python, "-m", "celery", "-A", "pipelines_ui", "worker", "-B",
                               "-Q", "control", "-c", "1", "-n", "control@%h", "-l", "INFO"],
                   env),
@@ -84,3 +87,19 @@ class Command(BaseCommand):
         self.stdout.write(line)
         self.stdout.flush()
 
+
+
+def _wait_listening(host: str, port: int, process: subprocess.Popen, limit_s: float = 60) -> None:
+    """Until the web server accepts connections: `up` says it is up only when the URL works."""
+    address = ("127.0.0.1" if host in ("0.0.0.0", "") else host, port)
+    deadline = time.monotonic() + limit_s
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the web server exited with code {process.returncode}")
+        try:
+            with socket.create_connection(address, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the web server did not listen within {limit_s} s") from None
+            time.sleep(0.1)
