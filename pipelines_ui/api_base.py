@@ -144,7 +144,7 @@ def workspace_for_write(request, workspace: Workspace | None, role: str,
 @extend_schema_field(OpenApiTypes.INT)
 class ScopedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
     """A reference to an object in one of the caller's workspaces; any other id reads as
-    "does not exist" (a 400 naming the field, RELIABILITY S3)."""
+    "does not exist" (a 400 naming the field, docs/reliability.md S3)."""
 
     def __init__(self, model, **kwargs):
         self.model = model
@@ -281,7 +281,7 @@ class StrictMixin:
     """Refuse fields the serializer does not accept, rather than silently ignoring them.
 
     Read-only fields (workspace after creation, status, created_by, ...) count as not accepted,
-    so mass assignment is a 400 that names them (RELIABILITY S10).
+    so mass assignment is a 400 that names them (docs/reliability.md S10).
     """
 
     def to_internal_value(self, data):

@@ -1,4 +1,4 @@
-"""Deployment checks of our own, beside Django's `check --deploy` (RELIABILITY S1)."""
+"""Deployment checks of our own, beside Django's `check --deploy` (docs/reliability.md S1)."""
 
 from urllib.parse import urlsplit
 

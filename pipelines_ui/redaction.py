@@ -1,4 +1,4 @@
-"""Credentials never reach the server's logs or error reports (RELIABILITY S7).
+"""Credentials never reach the server's logs or error reports (docs/reliability.md S7).
 
 Django's SafeExceptionReporterFilter hides settings and request headers by *name*
 (`API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE`), which misses a password inside a

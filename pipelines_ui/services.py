@@ -145,7 +145,7 @@ def seed_demo() -> SeedResult:
     user = User.objects.filter(username=DEMO_USER).first()
     password = None
     if user is None:
-        password = secrets.token_urlsafe(12)  # never a shipped default (RELIABILITY S1)
+        password = secrets.token_urlsafe(12)  # never a shipped default (docs/reliability.md S1)
         user = User.objects.create_user(DEMO_USER, password=password, is_staff=True,
                                         is_superuser=True)
     Membership.objects.get_or_create(

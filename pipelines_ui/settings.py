@@ -197,7 +197,7 @@ CELERY_TASK_DEFAULT_QUEUE = "control"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
-# The run engine (T and Q of RELIABILITY.md): a running step whose heartbeats stop for
+# The run engine (T and Q of docs/reliability.md): a running step whose heartbeats stop for
 # STEP_LOST_AFTER_S is lost; a queued step that no worker took within STEP_QUEUED_TIMEOUT_S
 # is sent again.
 PIPELINES_SERVER_URL = envstr("PIPELINES_SERVER_URL", "http://127.0.0.1:8000")

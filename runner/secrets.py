@@ -1,4 +1,4 @@
-"""Keep the worker's own credentials out of its environment (RELIABILITY S6).
+"""Keep the worker's own credentials out of its environment (docs/reliability.md S6).
 
 A step can read its parent's /proc/<ppid>/environ. So `python -m runner worker` moves the
 broker URL and the worker key out of the environment: it hands them to a fresh copy of itself

@@ -3,8 +3,8 @@
 Everything here is pure: views of the current rows and one event (or the whole graph) go in,
 a decision comes out. No I/O and no clocks, so the same answer comes back however often it is
 asked. The Django side reads the step rows under a row lock, calls these functions, writes what
-they return and dispatches on commit (RELIABILITY R10). Keeping the rules in one pure module is
-what lets a Hypothesis state machine check them under any event order (R15).
+they return and dispatches on commit (R10 in docs/reliability.md). Keeping the rules in one
+pure module is what lets a Hypothesis state machine check them under any event order (R15).
 
 Two entry points:
 

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: small, explicit, one tenancy trio (STYLE 19)."""
+"""Fixtures shared by every test: small, explicit, one tenancy trio."""
 
 import os
 import subprocess

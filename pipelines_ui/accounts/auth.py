@@ -1,4 +1,4 @@
-"""API token authentication: `Authorization: Token pui_<prefix>_<secret>` (RELIABILITY S4).
+"""API token authentication: `Authorization: Token pui_<prefix>_<secret>` (docs/reliability.md S4).
 
 A request authenticated this way has `request.user` = the token's user and `request.auth` = the
 ApiToken; the permission class (pipelines_ui.api_base) confines it to the token's workspace and

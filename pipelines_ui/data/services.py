@@ -127,7 +127,7 @@ def store_snapshot(workspace, archive: IO[bytes], *, store_url: str) -> tuple[Ar
             ref = Store(store_url).publish_snapshot(tree)
         except DatastoreError as exc:
             raise UploadInvalid(str(exc)) from None
-    # The slow part (unpack, publish) is done; the row is one short write (STYLE 9).
+    # The slow part (unpack, publish) is done; the row is one short write.
     return Artifact.objects.get_or_create(workspace=workspace, digest=ref["digest"],
                                           defaults={"uri": ref["uri"], "size": ref["size"]})
 

@@ -2,7 +2,7 @@
 
 Each change to these objects happens in one function here, so the API, the pages and the SDK
 agree: saving a draft (compare-and-set on its revision), freezing a version, publishing an
-endpoint, and keeping each schedule's django-celery-beat row in step with it (STYLE 17).
+endpoint, and keeping each schedule's django-celery-beat row in step with it.
 """
 
 from __future__ import annotations

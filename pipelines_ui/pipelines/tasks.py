@@ -1,4 +1,4 @@
-"""Control-worker tasks of the pipelines app: beat fires schedules through here (STYLE 15)."""
+"""Control-worker tasks of the pipelines app: beat fires schedules through here."""
 
 import logging
 

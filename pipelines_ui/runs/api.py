@@ -1,7 +1,7 @@
 """Runs over the API, and the worker side: step reports and heartbeats (runner.messages).
 
 Workers hold no user credentials: a step report carries the attempt's own token, a worker
-heartbeat its compute target's worker key. Neither opens any other route (RELIABILITY S5).
+heartbeat its compute target's worker key. Neither opens any other route (docs/reliability.md S5).
 """
 
 import csv

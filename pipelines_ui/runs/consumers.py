@@ -2,7 +2,7 @@
 
 Membership is checked at connect and again every RECHECK_EVERY_S while the socket is open, so
 a member removed from the workspace, or signed out, stops receiving within a few seconds
-(RELIABILITY S8).
+(docs/reliability.md S8).
 """
 
 from __future__ import annotations

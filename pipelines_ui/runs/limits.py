@@ -1,5 +1,5 @@
 """Bounds on starting runs: a rate per caller and per endpoint, and a cap on runs in flight
-(RELIABILITY S9).
+(docs/reliability.md S9).
 
 DRF's throttles read, compare and write a cache entry in three steps, so concurrent requests
 all pass them (encode/django-rest-framework#8127). Here each trigger takes a slot of a sliding

@@ -49,7 +49,7 @@ class StepTokenInvalid(Exception):
 
 
 class StepTokenExpired(Exception):
-    """The token's attempt succeeded: the token is spent (401, RELIABILITY S5)."""
+    """The token's attempt succeeded: the token is spent (401, docs/reliability.md S5)."""
 
 
 class AttemptStale(Exception):

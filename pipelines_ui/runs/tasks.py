@@ -1,4 +1,4 @@
-"""Control-worker tasks: thin wrappers over services (STYLE 15, 16)."""
+"""Control-worker tasks: thin wrappers over services."""
 
 import logging
 

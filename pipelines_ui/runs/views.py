@@ -1,7 +1,7 @@
 """Run pages: the history, one run (live over /ws/runs/<id>/), and a comparison of runs.
 
 Pages render what they need at load; the run page's live data arrives over the WebSocket and
-its gaps are filled from the REST API (RELIABILITY R9).
+its gaps are filled from the REST API (docs/reliability.md R9).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A worker's credential opens one door: its own step attempt's reports (RELIABILITY S5).
+"""A worker's credential opens one door: its own step attempt's reports (docs/reliability.md S5).
 
 The StepJob carries a token that is an HMAC of the server's key over (step run, attempt id)
 (`services.step_token`). Here, before a report is applied:

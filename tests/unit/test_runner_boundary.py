@@ -1,4 +1,4 @@
-"""The runner boundary is a test: runner/ works where Django is not installed (STYLE 5).
+"""The runner boundary is a test: runner/ works where Django is not installed.
 
 Each module is imported in a fresh interpreter in which Django, DRF, Channels and
 pipelines_ui cannot be imported, as on a compute host. (kombu itself probes for Django and

@@ -120,7 +120,7 @@ def test_the_run_page_streams_logs_and_metrics_and_colours_the_graph(
 
 def test_the_page_catches_up_after_the_server_restarts_mid_stream(
         page, asgi_server, live_target, live_worker, workspace, owner):
-    """RELIABILITY R9: events sent while the socket was down are fetched over REST."""
+    """docs/reliability.md R9: events sent while the socket was down are fetched over REST."""
     document = spec(live_target.name)
     document["nodes"][1]["params"]["code"] = document["nodes"][1]["params"]["code"].replace(
         f"range({TICKS})", "range(100)")

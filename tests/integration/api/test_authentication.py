@@ -1,4 +1,4 @@
-"""Tokens and sessions: who gets in, as whom, and with which scopes (RELIABILITY S4, S8)."""
+"""Tokens and sessions: who gets in, as whom, and with which scopes (docs/reliability.md S4, S8)."""
 
 from datetime import timedelta
 

@@ -1,7 +1,7 @@
 """The run page's WebSocket through the real ASGI stack (origin check, session, consumer):
 members receive the run's events; anonymous callers and other workspaces' users are refused;
 a member who loses membership or signs out is closed within 5 s and receives nothing more
-(API.md, RELIABILITY S8)."""
+(docs/reliability.md, S8)."""
 
 import asyncio
 import json

@@ -22,7 +22,7 @@ def target(target) -> str:
 @pytest.fixture
 def reconciler(engine):
     """What beat does beside the server: one reconciler pass a second (it resends a job the
-    broker refused under load, RELIABILITY R5)."""
+    broker refused under load, docs/reliability.md R5)."""
     stop = threading.Event()
 
     def loop():

@@ -147,7 +147,7 @@ def test_it_clips_long_values_and_short_digests_stay_whole() -> None:
     ]
 
 
-# --- Invariance under layout (RELIABILITY R14) ---------------------------------------------
+# --- Invariance under layout (docs/reliability.md R14) ---------------------------------------
 
 PARAMETERS = {"alpha": {"type": "float", "default": 0.5}, "n": {"type": "int", "default": 3},
               "w": {"type": "string", "default": "hi"}}

@@ -495,7 +495,7 @@ def test_errors_come_in_document_order() -> None:
                                ("n2", "inputs.i")]
 
 
-# --- Properties (RELIABILITY R14) ----------------------------------------------------------
+# --- Properties (docs/reliability.md R14) ----------------------------------------------------
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
