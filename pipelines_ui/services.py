@@ -12,6 +12,7 @@ from pipelines_ui.accounts.models import Membership, Role, Workspace
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.data.models import Datastore
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.pipelines.services import create_pipeline
 
 DEMO_USER = "demo"
 DEMO_SPEC = {
@@ -164,15 +165,11 @@ def seed_demo() -> SeedResult:
         workspace=workspace, name="default",
         defaults={"url": settings.DATASTORE_URL, "is_default": True},
     )
-    Pipeline.objects.get_or_create(
-        workspace=workspace, name="Linear fit",
-        defaults={"description": "Generate a table, fit a line, log the loss.",
-                  "spec": DEMO_SPEC, "created_by": user, "updated_by": user},
-    )
-    Pipeline.objects.get_or_create(
-        workspace=workspace, name="Diabetes regression",
-        defaults={"description": "AutoML against ridge on scikit-learn's diabetes data; the "
-                                 "better model is registered as 'diabetes' and deployed.",
-                  "spec": DIABETES_SPEC, "created_by": user, "updated_by": user},
-    )
+    demos = (("Linear fit", "Generate a table, fit a line, log the loss.", DEMO_SPEC),
+             ("Diabetes regression", "AutoML against ridge on scikit-learn's diabetes data; "
+              "the better model is registered as 'diabetes' and deployed.", DIABETES_SPEC))
+    for name, description, spec in demos:
+        if not Pipeline.objects.filter(workspace=workspace, name=name).exists():
+            create_pipeline(workspace, name=name, description=description, spec=spec,
+                            user=user)
     return SeedResult(workspace=workspace, username=DEMO_USER, password=password)

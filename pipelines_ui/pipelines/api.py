@@ -354,12 +354,10 @@ class PipelineViewSet(viewsets.ModelViewSet):
         data = body.validated_data
         workspace = workspace_for_write(request, data.get("workspace"), Role.EDITOR)
         check_unique_name(Pipeline, workspace.pk, data["name"])
-        spec = data.get("spec", Pipeline._meta.get_field("spec").default())
-        services.check_draft(spec)
-        pipeline = Pipeline.objects.create(
-            workspace=workspace, name=data["name"], description=data["description"], spec=spec,
-            created_by=request.user, updated_by=request.user)
-        errors = services.spec_errors(workspace, spec)
+        pipeline = services.create_pipeline(
+            workspace, name=data["name"], description=data["description"],
+            spec=data.get("spec"), user=request.user)
+        errors = services.spec_errors(workspace, pipeline.spec)
         return Response(self._saved(pipeline.pk, errors), status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, *args, **kwargs):

@@ -22,7 +22,14 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from pipelines_ui.accounts.models import ApiToken, Workspace
 from pipelines_ui.compute.services import worker_warnings
-from pipelines_ui.pipelines.models import Component, Endpoint, Pipeline, PipelineVersion, Schedule
+from pipelines_ui.pipelines.models import (
+    Component,
+    Endpoint,
+    Pipeline,
+    PipelineVersion,
+    Schedule,
+    empty_spec,
+)
 from runner.components import BUILTINS, PORT_TYPES, ComponentDef
 from runner.spec import NAME, Spec, SpecError, check_run_parameters, validate_spec
 
@@ -118,6 +125,17 @@ def check_draft(document: Any) -> None:
     problem = _draft_problem(document)
     if problem is not None:
         raise SpecInvalid([problem], "The spec cannot be saved.")
+
+
+def create_pipeline(workspace: Workspace, *, name: str, description: str = "",
+                    spec: Any = None, user=None) -> Pipeline:
+    """A new pipeline whose draft is `spec` (an empty one if None); SpecInvalid if the draft
+    cannot be stored. The caller checks that the name is free: each answers a taken name in
+    its own way (a form error, a 400, or keeping the pipeline that exists)."""
+    spec = empty_spec() if spec is None else spec
+    check_draft(spec)
+    return Pipeline.objects.create(workspace=workspace, name=name, description=description,
+                                   spec=spec, created_by=user, updated_by=user)
 
 
 def save_draft(pipeline: Pipeline, *, spec: Any, revision: int, user=None) -> list[SpecError]:

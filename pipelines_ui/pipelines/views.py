@@ -18,7 +18,7 @@ from django.urls import reverse
 from pipelines_ui.accounts.services import current_workspace, member_workspaces, membership
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Endpoint, Pipeline, PipelineVersion
-from pipelines_ui.pipelines.services import component_registry
+from pipelines_ui.pipelines.services import component_registry, create_pipeline
 from runner.components import BUILTINS
 
 # Stands in for an id in URLs handed to the editor; it puts the real id in its place.
@@ -63,11 +63,9 @@ def list_pipelines(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("Viewers cannot create pipelines.")
     form = NewPipelineForm(request.POST or None, workspace=workspace)
     if request.method == "POST" and form.is_valid():
-        pipeline = Pipeline.objects.create(
-            workspace=workspace, name=form.cleaned_data["name"],
-            description=form.cleaned_data["description"],
-            created_by=request.user, updated_by=request.user,
-        )
+        pipeline = create_pipeline(workspace, name=form.cleaned_data["name"],
+                                   description=form.cleaned_data["description"],
+                                   user=request.user)
         return redirect("pipelines:editor", pipeline_id=pipeline.pk)
     pipelines = (Pipeline.objects.filter(workspace=workspace).select_related("updated_by")
                  .order_by("name") if workspace else [])

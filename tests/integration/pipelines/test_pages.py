@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from pipelines_ui.pipelines.models import Component, Pipeline, PipelineVersion
+from pipelines_ui.pipelines.models import Component, Pipeline, PipelineVersion, empty_spec
+from pipelines_ui.services import DEMO_USER, seed_demo
 
 
 @pytest.fixture
@@ -26,6 +27,23 @@ def test_an_editor_creates_a_pipeline_and_lands_in_its_editor(client, owner, wor
     assert response.status_code == 302
     assert response.url == f"/pipelines/{pipeline.pk}/edit/"
     assert pipeline.created_by == owner
+
+
+def test_the_page_the_api_and_the_demo_seed_create_pipelines_alike(client, owner, workspace):
+    client.force_login(owner)
+    client.post("/pipelines/", {"name": "from the page"})
+    assert client.post("/api/pipelines/", {"name": "from the api"},
+                       content_type="application/json").status_code == 201
+    made = Pipeline.objects.filter(workspace=workspace).order_by("name")
+    assert [(p.name, p.spec, p.revision, p.created_by, p.updated_by) for p in made] == [
+        ("from the api", empty_spec(), 1, owner, owner),
+        ("from the page", empty_spec(), 1, owner, owner)]
+    seed_demo()
+    seed_demo()  # again: keeps what exists
+    demo = Pipeline.objects.filter(workspace__slug="demo").select_related("created_by")
+    assert sorted((p.name, p.created_by.username, p.updated_by_id == p.created_by_id)
+                  for p in demo) == [("Diabetes regression", DEMO_USER, True),
+                                     ("Linear fit", DEMO_USER, True)]
 
 
 def test_a_taken_name_is_refused_on_the_form(client, owner, pipeline):
