@@ -15,9 +15,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from pipelines_ui.accounts.services import member_workspaces
 from pipelines_ui.runs.broadcast import group_name
-from pipelines_ui.runs.models import Run
+from pipelines_ui.runs.queries import visible_runs
 
 RECHECK_EVERY_S = 2.0
 CLOSE_NOT_FOUND = 4404  # not a member (or no such run): the same answer, as with the API
@@ -26,7 +25,7 @@ CLOSE_REVOKED = 4403
 
 @database_sync_to_async
 def _can_see(user, run_id: int) -> bool:
-    return Run.objects.filter(pk=run_id, workspace__in=member_workspaces(user)).exists()
+    return visible_runs(user).filter(pk=run_id).exists()
 
 
 @database_sync_to_async

@@ -17,8 +17,8 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from pipelines_ui.accounts.models import Workspace
-from pipelines_ui.accounts.services import member_workspaces
+from pipelines_ui.accounts.models import ApiToken, Workspace
+from pipelines_ui.accounts.services import caller_workspaces
 from pipelines_ui.data.models import Artifact
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.durations import format_duration
@@ -29,7 +29,7 @@ from runner.transitions import RUN_STATES
 PAGE_SIZE = 50
 MAX_COMPARED = 8
 
-_RUN_JOINS = ("pipeline", "version", "triggered_by", "endpoint", "schedule")
+RUN_JOINS = ("pipeline", "version", "triggered_by", "endpoint", "schedule")
 
 
 # --- History ---------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def history_page(workspace: Workspace | None, filters: HistoryFilters, *, after:
     if workspace is None:
         return HistoryPage([], None, None)
     runs = filters.apply(Run.objects.filter(workspace=workspace))
-    runs = runs.select_related(*_RUN_JOINS).prefetch_related("tags")
+    runs = runs.select_related(*RUN_JOINS).prefetch_related("tags")
     newest_first = ("-created_at", "-id")
     position = decode_cursor(before or after) if (before or after) else None
     if position and before:
@@ -201,10 +201,13 @@ def pipelines_of(workspace: Workspace | None) -> list[dict[str, Any]]:
 # --- One run -------------------------------------------------------------------------------
 
 
-def visible_run(user, run_id: int) -> Run | None:
-    """The run if it is in one of the user's workspaces (a miss is a 404 for the caller)."""
-    return (Run.objects.select_related(*_RUN_JOINS)
-            .filter(pk=run_id, workspace__in=member_workspaces(user)).first())
+def visible_runs(caller: Any) -> QuerySet[Run]:
+    """The runs a user, or an API token, may see: those of the user's workspaces, or of the
+    token's one workspace while its user is a member there. The API, the run pages and the run
+    page's socket all ask this; each answers a run outside it as "no such run" (S8)."""
+    if isinstance(caller, ApiToken):
+        return Run.objects.filter(workspace__in=caller_workspaces(caller.user, caller))
+    return Run.objects.filter(workspace__in=caller_workspaces(caller))
 
 
 def run_page_data(run: Run) -> dict[str, Any]:
@@ -298,7 +301,7 @@ def compare_runs(workspace: Workspace | None, run_ids: list[int]) -> Comparison:
     if workspace is None or not run_ids:
         return Comparison([], [])
     found = {r.pk: r for r in Run.objects.filter(workspace=workspace, pk__in=run_ids[:MAX_COMPARED])
-             .select_related(*_RUN_JOINS)}
+             .select_related(*RUN_JOINS)}
     runs = [found[i] for i in run_ids if i in found]
     for run in runs:
         run.duration_text = format_duration(run_duration(run))

@@ -29,7 +29,8 @@ from runner.transitions import RUN_STATES
 
 
 def _run_or_404(request: HttpRequest, run_id: int) -> Run:
-    run = queries.visible_run(request.user, run_id)
+    run = (queries.visible_runs(request.user).select_related(*queries.RUN_JOINS)
+           .filter(pk=run_id).first())
     if run is None:
         raise Http404("No such run.")
     return run

@@ -5,13 +5,16 @@ and steps are written as the engine would leave them."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 
+from pipelines_ui.accounts.models import Membership
+from pipelines_ui.accounts.services import issue_token
 from pipelines_ui.compute.models import Worker
 from pipelines_ui.data.models import Artifact
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.models import LogLine, Run, RunTag, StepRun
-from pipelines_ui.runs.queries import HistoryFilters, history_page
+from pipelines_ui.runs.queries import HistoryFilters, history_page, visible_runs
 from runner.datastore import Datastore
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -197,6 +200,21 @@ def test_outsiders_get_404_from_every_run_view(client, outsider, finished_run):
                 reverse("runs:artifact", args=[finished_run.pk, digest]),
                 reverse("runs:artifact_image", args=[finished_run.pk, digest])):
         assert client.get(url).status_code == 404, url
+
+
+def test_a_user_sees_the_runs_of_each_workspace_and_a_token_those_of_its_own(
+        owner, workspace, other_workspace, pipelines, outsider):
+    Membership.objects.create(workspace=other_workspace, user=owner, role="viewer")
+    theirs = Pipeline.objects.create(workspace=other_workspace, name="theirs", spec=SPEC)
+    mine, other = (Run.objects.create(workspace=p.workspace, pipeline=p, spec=SPEC)
+                   for p in (pipelines[0], theirs))
+    token, _key = issue_token(workspace, owner, name="ci", scopes=["read"])
+    assert set(visible_runs(owner)) == {mine, other}
+    assert list(visible_runs(token)) == [mine]
+    assert list(visible_runs(outsider)) == [other]
+    assert list(visible_runs(AnonymousUser())) == []
+    Membership.objects.filter(workspace=workspace, user=owner).delete()
+    assert list(visible_runs(token)) == []  # a token reaches no further than its user
 
 
 def test_anonymous_visitors_are_sent_to_sign_in(client, finished_run):
