@@ -54,7 +54,7 @@ router.register("secrets", SecretViewSet, basename="secret")
 
 urlpatterns = [
     path("", include(router.urls)),
-    # No trailing slash: the scoring URL of issue 7 that clients call.
+    # No trailing slash: the scoring URL clients call (docs/api.md, Models).
     re_path(r"^models/(?P<name>[-a-zA-Z0-9_]+)/versions/(?P<number>[0-9]{1,9})/score$",
             ScoreView.as_view(), name="model-score"),
     path("worker/", include(runs_api.worker_urls)),

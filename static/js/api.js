@@ -6,7 +6,7 @@ export class ApiError extends Error {
     super(describe(status, body));
     this.status = status;
     this.body = body || {};
-    // Errors about parts of a document: [{node, field, message}] (API.md).
+    // Errors about parts of a document: [{node, field, message}] (docs/api.md, Errors).
     this.errors = Array.isArray(this.body.errors) ? this.body.errors : [];
   }
 }

@@ -4,7 +4,7 @@
 
 import { patch, post } from "../api.js";
 
-/** How the endpoint API refers to a version (API.md: default_version). */
+/** How the endpoint API refers to a version (docs/api.md, Endpoints: default_version). */
 export const versionRef = (version) => version.number;
 
 function slug(text) {

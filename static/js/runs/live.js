@@ -2,7 +2,7 @@
 // page whole again after a gap. Every log and metric event numbers its items (first..first+n-1
 // per step attempt); the channel layer may drop events, so a stream that sees a number it did
 // not expect, or a socket that reconnects, refetches the missing range over REST
-// (RELIABILITY R9). The database, not the socket, is the truth.
+// (docs/reliability.md R9). The database, not the socket, is the truth.
 
 /** A WebSocket to `path` that reconnects with back-off until closed for good. */
 export class LiveSocket {
