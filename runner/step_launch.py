@@ -17,9 +17,9 @@ The template answers with the supervisor's exit status, which is the step's, and
 the executor says so, after the executor has killed the step's process group: the group's id
 is never signalled once its leader is reaped. The socket closed ends the template.
 
-The template started with the environment every step shares (the executor's
-`_shared_environment`); a step with variables of its own that act while a process starts
-(PYTHON*, LD_*, locale: the executor's `_launchable`) is not run this way. What a forked step
+The template started with the environment every step shares (runner.executor.prepare's
+`shared_environment`); a step with variables of its own that act while a process starts
+(PYTHON*, LD_*, locale: its `forkable`) is not run this way. What a forked step
 shares with its template and so with the other steps of its worker process: the hash seed of
 str and bytes, its parent process, and /proc/<pid>/cmdline and environ (os.environ is the
 step's own). The template's own objects are frozen out of the collector's reach (gc.freeze:
@@ -108,8 +108,7 @@ def serve(sock):
         if pid == 0:
             become_step(sock, fds, template)
             sys.exit()  # the step ended normally: exit as Python does after a script
-        for fd in fds:
-            os.close(fd)
+        close_all(fds)
         send_int(sock, pid)
         if pid > 0:
             send_int(sock, exit_status(pid))
@@ -160,6 +159,11 @@ def framed(data):
     return len(data).to_bytes(INT_BYTES, "big", signed=True) + data
 
 
+def close_all(fds):
+    for fd in fds:
+        os.close(fd)
+
+
 def exit_status(pid):
     """The child's exit code, or minus the signal that ended it, leaving it unreaped."""
     found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
@@ -181,8 +185,7 @@ def become_step(sock, fds, template):
         os.write(stderr, f"could not start the step: {exc}\n".encode())
         os._exit(1)
     if step:
-        for fd in (stdout, stderr, metrics, launch_fd):
-            os.close(fd)
+        close_all((stdout, stderr, metrics, launch_fd))
         supervise(step, lease, template)
     os.close(lease)
     if not die_with_parent(_signal.SIGKILL, supervisor):
@@ -200,6 +203,15 @@ def become_step(sock, fds, template):
     del sys.modules["gc"]
     enter(launch)
     run_as_main(launch["args"])
+
+
+def write_launch(fd, launch):
+    """The executor's side of read_launch: write the launch on the pipe and close it."""
+    try:
+        with open(fd, "wb") as pipe:
+            pipe.write(framed(marshal.dumps(launch, 4)))
+    except OSError:
+        pass  # the step is gone already; its supervisor tells how it ended
 
 
 def read_launch(fd):

@@ -20,9 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import executor, step_launch
+from runner import step_launch
 from runner.datastore import Datastore
-from runner.executor import StepResult, execute, remove_workdir
+from runner.executor import StepResult, execute, launch, prepare, remove_workdir, streams, supervise
+from runner.executor.template import Template
 from runner.messages import MAX_LOG_LINE_CHARS, StepJob, parse_step_job
 from tests.support import is_step_template
 
@@ -141,9 +142,9 @@ def test_lines_are_cut_as_readline_cuts_them_however_the_bytes_arrive(
         data: bytes, cuts: list[int]) -> None:
     limit = 4
     seen: list[str] = []
-    lines = executor._Lines(seen.append)
+    lines = streams.Lines(seen.append)
     bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
-    with patch.object(executor, "_READ_LIMIT", limit):
+    with patch.object(streams, "_READ_LIMIT", limit):
         for start, stop in zip(bounds, bounds[1:], strict=False):
             lines.feed(data[start:stop])
         lines.end()
@@ -158,7 +159,7 @@ def test_a_line_that_cannot_be_handed_on_does_not_stop_the_next_ones() -> None:
             raise RuntimeError("the sink broke on this one")
         seen.append(text)
 
-    lines = executor._Lines(handle)
+    lines = streams.Lines(handle)
     lines.feed(b"one\nbad\ntwo\n")
     lines.end()
     assert seen == ["one", "two"]
@@ -451,7 +452,7 @@ def test_a_template_that_dies_before_telling_the_pid_runs_no_step_and_a_fresh_st
     dies = tmp_path / "step_launch.py"  # a template killed between its fork and its answer
     dies.write_text(source.replace("        send_int(sock, pid)\n", "        os._exit(1)\n", 1))
     assert dies.read_text() != source
-    monkeypatch.setattr(executor.step_launch, "__file__", str(dies))
+    monkeypatch.setattr(step_launch, "__file__", str(dies))
     runs = tmp_path / "runs"
     job = make_job(tmp_path, """
         import os, time
@@ -472,7 +473,7 @@ def test_a_template_that_cannot_start_gives_way_to_a_fresh_start(
     def cannot_start(python: str) -> Any:
         raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr(executor._Template, "start", cannot_start)
+    monkeypatch.setattr(Template, "start", cannot_start)
     result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"))
     assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
 
@@ -522,7 +523,7 @@ def test_a_forked_step_sees_what_a_fresh_interpreter_would(tmp_path: Path) -> No
     forked = make_job(tmp_path, "", code=code, params={"arguments": ["--n", "3"]})
     fresh = make_job(tmp_path, "", code=code, params={"arguments": ["--n", "3"]},
                      env={"PYTHONX": "1"})
-    assert executor._launchable(forked) and not executor._launchable(fresh)
+    assert prepare.forkable(forked) and not prepare.forkable(fresh)
     seen = []
     for job in (forked, fresh):
         result, sink = run(tmp_path, job)
@@ -611,15 +612,15 @@ def test_a_step_that_needs_its_own_start_starts_after_the_claim(
     claim = SlowClaim(mark, answer=True)
     claim.waiting_during_claim = [psutil.Process()]  # not looking: nothing should start
     job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark), **env}, command=command)
-    executor_start = executor._start
+    spawn = launch.spawn
     started_during_claim = []
 
     def start(*args: Any) -> Any:
         started_during_claim.append(claim.calls == 0)
-        return executor_start(*args)
+        return spawn(*args)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(executor, "_start", start)
+        patch.setattr(launch, "spawn", start)
         result, sink = run(tmp_path, job, claim=claim)
     assert result.status == "succeeded", sink.all_text()
     assert started_during_claim == [False] and mark.exists()
@@ -834,7 +835,7 @@ def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     assert (result.reason, result.message) == ("timeout", "timed out after 1 s")
     assert wait_gone(grandchild_pid(sink))
-    assert elapsed < 1 + executor.KILL_GRACE_S
+    assert elapsed < 1 + supervise.KILL_GRACE_S
     assert "timed out after 1 s: stopping the step" in sink.texts("system")
 
 
@@ -855,7 +856,7 @@ def test_a_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
 def test_a_step_that_ignores_sigterm_is_killed_after_the_grace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(executor, "KILL_GRACE_S", 0.5)
+    monkeypatch.setattr(supervise, "KILL_GRACE_S", 0.5)
     job = make_job(tmp_path, """
         import signal, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -879,7 +880,7 @@ def test_grandchildren_left_behind_by_a_finished_step_are_killed(tmp_path: Path)
     result, sink = run(tmp_path, job)
     assert result.status == "succeeded"
     assert wait_gone(grandchild_pid(sink))
-    assert time.monotonic() - started < executor.READER_JOIN_S
+    assert time.monotonic() - started < streams.READER_JOIN_S
 
 
 # --- Isolation and secrets ----------------------------------------------------------------

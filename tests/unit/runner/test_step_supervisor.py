@@ -21,7 +21,8 @@ from typing import Any
 import psutil
 import pytest
 
-from runner import executor, step_launch
+from runner import step_launch
+from runner.executor import supervise
 from tests.unit.runner.test_executor import make_job, run, wait_gone
 
 PATHS = {"forked": {}, "own command": {"PYTHONX": "1"}}  # variables that make it start as itself
@@ -216,7 +217,7 @@ def test_a_lease_far_off_is_waited_for_like_any_other(tmp_path: Path,
 
 def test_a_lease_renewed_after_its_supervisor_ended_is_no_error() -> None:
     until = [1.0]
-    with executor._Lease(lambda: until[0]) as lease:
+    with supervise.Lease(lambda: until[0]) as lease:
         lease.handed_over()  # the last read end, as the supervisor's is when it exits
         until[0] = 2.0
         lease.renew()
