@@ -3,6 +3,9 @@
 Each step runs in the executor's subprocess; this module claims the attempt, wires the
 executor to the reporter and reports the end. A daemon thread in the worker's main process
 posts a heartbeat (hostname, target, slots, busy, the hardware it sees) to the server.
+
+Settings, from the environment: PIPELINES_WORKER_HEARTBEAT_S, PIPELINES_WORK_DIR and
+PIPELINES_STEP_LAUNCH (`step_launch_mode`, read once, as the worker starts).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psutil
@@ -26,12 +29,29 @@ from runner import secrets
 from runner.broker import var_dir
 from runner.celery_app import app
 from runner.executor import StepResult, execute, remove_workdir
+from runner.executor.launch import LAUNCH_MODES, LaunchMode
 from runner.messages import MessageError, StepJob, parse_step_job
 from runner.reporter import StepReporter, worker_name
 
 log = logging.getLogger(__name__)
 
 WORKER_HEARTBEAT_S = float(os.environ.get("PIPELINES_WORKER_HEARTBEAT_S", "5"))
+STEP_LAUNCH_VAR = "PIPELINES_STEP_LAUNCH"
+
+
+def step_launch_mode(value: str | None) -> LaunchMode:
+    """How the worker starts its steps, from PIPELINES_STEP_LAUNCH: "fork" (the default) forks
+    each Python step from an interpreter kept for the purpose, "spawn" starts every step as a
+    fresh process and keeps none. Anything else stops the worker as it starts."""
+    if not value:
+        return "fork"
+    if value not in LAUNCH_MODES:
+        raise ValueError(f"{STEP_LAUNCH_VAR}={value!r}: it must be one of "
+                         f"{', '.join(LAUNCH_MODES)} (the default is fork)")
+    return cast(LaunchMode, value)
+
+
+STEP_LAUNCH = step_launch_mode(os.environ.get(STEP_LAUNCH_VAR))
 
 
 def work_root() -> Path:
@@ -59,7 +79,7 @@ def run_job(job: StepJob, reporter: StepReporter | None = None) -> str:
     # while a Python step's interpreter starts.
     result = execute(job, reporter, workdir_root=work_root(), claim=reporter.claim,
                      should_stop=reporter.should_stop, contact_until=reporter.contact_until,
-                     dispose=leftovers.append)
+                     dispose=leftovers.append, launch_mode=STEP_LAUNCH)
     executed = time.perf_counter()
     if result is not None:
         reporter.finish(_failure(result), result.outputs)

@@ -12,7 +12,8 @@ The attempt is claimed (the `claim` callback) before any step code runs. The int
 start-up is most of a short step's cost, so a Python step is forked, once the claim has
 succeeded, from a template interpreter this process keeps; the first one starts while the
 claim is in flight. Any other command, and a Python step whose own interpreter options or
-variables must apply at start-up (PYTHON*, LD_*, locale), starts as itself after the claim.
+variables must apply at start-up (PYTHON*, LD_*, locale), starts as itself after the claim;
+so does every step in the "spawn" launch mode, which keeps no template (runner.executor.launch).
 
 The modules, in the order a step meets them:
 
@@ -64,7 +65,8 @@ def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
             should_stop: Callable[[], str | None] = _never,
             on_start: Callable[[int], None] = _ignore,
             contact_until: Callable[[], float] = _forever,
-            dispose: Callable[[Path], None] | None = None) -> StepResult | None:
+            dispose: Callable[[Path], None] | None = None,
+            launch_mode: launch.LaunchMode = "fork") -> StepResult | None:
     """Run one step to its end and return how it ended; never raises for the step's faults.
 
     `claim` is called once, before any step code runs; when it answers False the step does
@@ -76,7 +78,8 @@ def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
     whether or not this process can still run. `on_start` receives the pid of the step's
     supervisor, its process group's. The working directory is removed before returning,
     or handed to `dispose` to remove later (the worker does so once it has reported the end:
-    it is not on the step's path).
+    it is not on the step's path). `launch_mode` "fork" forks a Python step from a template
+    interpreter where it can, "spawn" starts every step as its own command.
     """
     mask = Masker((job.get("secrets") or {}).values())
     stream = streams.StreamSink(sink, mask)
@@ -86,7 +89,7 @@ def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
         workdir = prepare.make_workdir(Path(workdir_root).absolute(), job)
         prepared = prepare.prepare(job, workdir)
         return _run(job, prepared, stream, claim_once,
-                    supervise.Watch(should_stop, contact_until), on_start)
+                    supervise.Watch(should_stop, contact_until), on_start, launch_mode)
     except SetupError as exc:
         if not claim_once():
             return None
@@ -117,8 +120,9 @@ class _Claim:
 
 
 def _run(job: StepJob, prepared: prepare.Prepared, stream: streams.StreamSink, claim: _Claim,
-         watch: supervise.Watch, on_start: Callable[[int], None]) -> StepResult | None:
-    starting = launch.Launch(prepared)  # a template it needs starts during the claim
+         watch: supervise.Watch, on_start: Callable[[int], None],
+         launch_mode: launch.LaunchMode) -> StepResult | None:
+    starting = launch.Launch(prepared, launch_mode)  # a template it needs starts during the claim
     claimed = False
     try:
         claimed = claim()

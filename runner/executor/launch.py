@@ -1,10 +1,12 @@
 """Start a step under its supervisor (runner.step_launch), in a session of its own.
 
-The baseline starts the step's command as it is (spawn): `python -I -S step_launch.py
---command ...` starts as the supervisor, forks the step and executes the command in it. Since
-the interpreter's start-up is most of a short step's cost, a Python step that can be forked
-(runner.executor.prepare.forkable) is instead forked from a template interpreter that this
-process keeps (runner.executor.template). Launch is the one way in, whichever it is.
+Two launch modes. "spawn", the baseline, starts the step's command as it is: `python -I -S
+step_launch.py --command ...` starts as the supervisor, forks the step and executes the
+command in it. "fork", the default, is an optimisation: since the interpreter's start-up is
+most of a short step's cost, a Python step that can be forked (runner.executor.prepare's
+`forkable`) is forked from a template interpreter that this process keeps
+(runner.executor.template); any other step is spawned all the same. Launch is the one way in,
+whichever it is.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import IO, Protocol
+from typing import IO, Literal, Protocol
 
 from runner import context, step_launch
 from runner.executor import template
 from runner.executor.prepare import Prepared, SetupError, metrics_pipe_env
+
+LaunchMode = Literal["fork", "spawn"]
+LAUNCH_MODES: tuple[LaunchMode, ...] = ("fork", "spawn")
 
 
 class StepProcess(Protocol):
@@ -51,9 +56,12 @@ class Launch:
     so that one that has to start does so while the claim is in flight; the step itself starts
     only once `start` is called, after the claim."""
 
-    def __init__(self, prepared: Prepared) -> None:
+    def __init__(self, prepared: Prepared, mode: LaunchMode) -> None:
+        if mode not in LAUNCH_MODES:
+            raise ValueError(f"launch mode {mode!r} is not one of {', '.join(LAUNCH_MODES)}")
         self._prepared = prepared
-        self._template = template.take(prepared.argv[0]) if prepared.forkable else None
+        forks = mode == "fork" and prepared.forkable
+        self._template = template.take(prepared.argv[0]) if forks else None
 
     def start(self, lease_fd: int) -> StepProcess:
         """Start the step, handing its supervisor the lease pipe's read end; SetupError if it

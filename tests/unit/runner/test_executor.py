@@ -1,9 +1,14 @@
-"""The executor runs real step subprocesses: streams, results, timeouts, isolation, masking."""
+"""The executor runs real step subprocesses: streams, results, timeouts, isolation, masking.
+
+The tests about how a step is started and stopped run in each launch mode (each_launch_mode):
+spawned, the baseline, and forked from a template interpreter, which must not differ from it.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,9 +25,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import step_launch
+from runner import step_launch, worker
 from runner.datastore import Datastore
 from runner.executor import StepResult, execute, launch, prepare, remove_workdir, streams, supervise
+from runner.executor.launch import LAUNCH_MODES
 from runner.executor.template import Template
 from runner.messages import MAX_LOG_LINE_CHARS, StepJob, parse_step_job
 from tests.support import is_step_template
@@ -61,6 +67,9 @@ def make_job(tmp_path: Path, script: str, **overrides: Any) -> StepJob:
     }
     job.update(overrides)
     return parse_step_job(job)
+
+
+each_launch_mode = pytest.mark.parametrize("launch_mode", LAUNCH_MODES)
 
 
 def run(tmp_path: Path, job: StepJob, **kwargs: Any) -> tuple[StepResult, RecordingSink]:
@@ -104,7 +113,9 @@ def grandchild_pid(sink: RecordingSink) -> int:
 # --- Streams -----------------------------------------------------------------------------
 
 
-def test_stdout_stderr_and_metrics_reach_the_sink_in_order(tmp_path: Path) -> None:
+@each_launch_mode
+def test_stdout_stderr_and_metrics_reach_the_sink_in_order(tmp_path: Path,
+                                                          launch_mode: str) -> None:
     job = make_job(tmp_path, """
         import sys
         from runner import context
@@ -114,7 +125,7 @@ def test_stdout_stderr_and_metrics_reach_the_sink_in_order(tmp_path: Path) -> No
             context.log_metric("loss", 1.0 / (i + 1), step=i)
         context.log_metrics({"acc": 0.9, "f1": 0.8})
     """)
-    result, sink = run(tmp_path, job)
+    result, sink = run(tmp_path, job, launch_mode=launch_mode)
     assert result.status == "succeeded", result
     assert (result.reason, result.message, result.exit_code) == (None, "succeeded", 0)
     assert sink.texts("stdout") == ["out 0", "out 1", "out 2"]
@@ -184,7 +195,7 @@ def test_a_fresh_start_is_awaited_without_a_pidfd_too(tmp_path: Path, monkeypatc
         raise OSError(38, "Function not implemented")
 
     monkeypatch.setattr(os, "pidfd_open", refused)
-    result, sink = run(tmp_path, make_job(tmp_path, "print('ran')", env={"PYTHONX": "1"}))
+    result, sink = run(tmp_path, make_job(tmp_path, "print('ran')"), launch_mode="spawn")
     assert result.status == "succeeded" and sink.texts("stdout") == ["ran"]
 
 
@@ -208,15 +219,14 @@ def test_long_lines_are_cut_and_bad_metric_lines_reported(tmp_path: Path) -> Non
     assert len(malformed) == 2 and "not json" in malformed[0]
 
 
+@each_launch_mode
 def test_on_start_gets_the_pid_of_the_steps_supervisor_which_leads_its_group(
-        tmp_path: Path) -> None:
-    for env in ({}, {"PYTHONX": "1"}):  # forked, and started as its own command
-        job = make_job(tmp_path, "import os; print(os.getppid(), os.getpgid(0), os.getsid(0))",
-                       env=env)
-        pids: list[int] = []
-        result, sink = run(tmp_path, job, on_start=pids.append)
-        assert result.status == "succeeded", sink.all_text()
-        assert [pids * 3] == [list(map(int, sink.texts("stdout")[0].split()))]
+        tmp_path: Path, launch_mode: str) -> None:
+    job = make_job(tmp_path, "import os; print(os.getppid(), os.getpgid(0), os.getsid(0))")
+    pids: list[int] = []
+    result, sink = run(tmp_path, job, on_start=pids.append, launch_mode=launch_mode)
+    assert result.status == "succeeded", sink.all_text()
+    assert [pids * 3] == [list(map(int, sink.texts("stdout")[0].split()))]
 
 
 # --- The claim and the template steps are forked from ----------------------------------
@@ -492,8 +502,8 @@ def test_a_forked_step_has_sockets_and_metrics_pipes_as_a_fresh_one_does(
         subprocess.run([sys.executable, "-c", child], pass_fds=[fd], check=True)
     """
     seen = []
-    for env in ({}, {"PYTHONX": "1"}):
-        result, sink = run(tmp_path, make_job(tmp_path, script, env=env))
+    for launch_mode in LAUNCH_MODES:
+        result, sink = run(tmp_path, make_job(tmp_path, script), launch_mode=launch_mode)
         assert result.status == "succeeded", sink.all_text()
         seen.append((sink.texts("stdout"), sink.metrics))
     assert seen[0] == seen[1] == (["hi"], [("loss", 0.5, 1), ("loss", 0.25, 2)])
@@ -513,20 +523,18 @@ SEES = """
         "user_site": site.getusersitepackages().replace(work, "WORK"),
         "annotations": repr(probe.__annotations__), "helper": helper.__file__.replace(work, "W"),
         "env": sorted((k, v.replace(work, "WORK")) for k, v in os.environ.items()
-                      if k not in ("PIPELINES_METRICS_FD", "PIPELINES_METRICS_INODE", "PYTHONX")),
+                      if k not in ("PIPELINES_METRICS_FD", "PIPELINES_METRICS_INODE")),
     }))
 """
 
 
 def test_a_forked_step_sees_what_a_fresh_interpreter_would(tmp_path: Path) -> None:
     code = {"inline": {"main.py": textwrap.dedent(SEES), "helper.py": ""}}
-    forked = make_job(tmp_path, "", code=code, params={"arguments": ["--n", "3"]})
-    fresh = make_job(tmp_path, "", code=code, params={"arguments": ["--n", "3"]},
-                     env={"PYTHONX": "1"})
-    assert prepare.forkable(forked) and not prepare.forkable(fresh)
+    job = make_job(tmp_path, "", code=code, params={"arguments": ["--n", "3"]})
+    assert prepare.forkable(job)
     seen = []
-    for job in (forked, fresh):
-        result, sink = run(tmp_path, job)
+    for launch_mode in LAUNCH_MODES:
+        result, sink = run(tmp_path, job, launch_mode=launch_mode)
         assert result.status == "succeeded", sink.all_text()
         seen.append(json.loads(sink.texts("stdout")[0]))
     assert seen[0] == seen[1]
@@ -554,8 +562,8 @@ def test_a_forked_step_ends_as_a_fresh_one_would(tmp_path: Path, end: str) -> No
     script = textwrap.dedent(SHUTS_DOWN) + end
     compile(script, "main.py", "exec")  # what ends it is the line under test
     ends = []
-    for env in ({}, {"PYTHONX": "1"}):
-        result, sink = run(tmp_path, make_job(tmp_path, script, env=env))
+    for launch_mode in LAUNCH_MODES:
+        result, sink = run(tmp_path, make_job(tmp_path, script), launch_mode=launch_mode)
         ends.append((result.status, result.reason, result.exit_code, result.message,
                      sink.texts("stdout")))
     assert ends[0] == ends[1]
@@ -578,8 +586,8 @@ COLLECTS = """
 def test_a_forked_step_collects_and_finalizes_its_objects_as_a_fresh_one_does(
         tmp_path: Path) -> None:
     seen = []
-    for env in ({}, {"PYTHONX": "1"}):
-        result, sink = run(tmp_path, make_job(tmp_path, COLLECTS, env=env))
+    for launch_mode in LAUNCH_MODES:
+        result, sink = run(tmp_path, make_job(tmp_path, COLLECTS), launch_mode=launch_mode)
         assert result.status == "succeeded", sink.all_text()
         seen.append(sink.texts("stdout"))
     assert seen[0] == seen[1] == ["cycle finalized", "enabled True collected True True",
@@ -645,6 +653,85 @@ def test_the_sitecustomize_of_the_steps_own_pythonpath_runs(tmp_path: Path) -> N
     assert result.status == "succeeded" and sink.texts("stdout") == ["loaded"]
 
 
+# --- The launch mode ----------------------------------------------------------------------
+
+
+def started_by(mark: Path) -> int:
+    """The parent of the supervisor of the step that wrote the mark (MARKS_ITS_START)."""
+    _, _, parent = map(int, mark.read_text().split())
+    return parent
+
+
+def test_in_spawn_mode_every_step_starts_as_its_own_command_and_no_template_is_kept(
+        tmp_path: Path) -> None:
+    stop_templates()
+    for i in range(2):
+        mark = tmp_path / f"mark{i}"
+        job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)})
+        result, sink = run(tmp_path, job, launch_mode="spawn")
+        assert result.status == "succeeded", sink.all_text()
+        assert prepare.forkable(job) and started_by(mark) == os.getpid()
+        assert templates() == []
+
+
+def test_an_unknown_launch_mode_fails_the_step_and_runs_nothing(tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)})
+    result, _ = run(tmp_path, job, launch_mode="vfork")
+    assert (result.status, result.reason) == ("failed", "error")
+    assert "vfork" in result.message and not mark.exists()
+
+
+@pytest.mark.parametrize(("value", "mode"), [(None, "fork"), ("", "fork"), ("fork", "fork"),
+                                             ("spawn", "spawn")])
+def test_the_worker_takes_its_launch_mode_from_pipelines_step_launch(
+        value: str | None, mode: str) -> None:
+    assert worker.step_launch_mode(value) == mode
+
+
+def test_a_worker_with_an_unknown_launch_mode_stops_as_it_starts() -> None:
+    env = {**os.environ, "PIPELINES_STEP_LAUNCH": "vfork"}
+    ended = subprocess.run([sys.executable, "-m", "runner", "worker", "--target", "t"],
+                           cwd=Path(__file__).resolve().parents[3], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert ended.returncode != 0
+    assert ended.stderr.splitlines()[-1] == (
+        "ValueError: PIPELINES_STEP_LAUNCH='vfork': it must be one of fork, spawn "
+        "(the default is fork)")
+
+
+class Reporter(RecordingSink):
+    """What the worker reports through, less the server: the claim is granted."""
+
+    def claim(self) -> bool:
+        return True
+
+    def should_stop(self) -> str | None:
+        return None
+
+    def contact_until(self) -> float:
+        return math.inf
+
+    def finish(self, failure: dict[str, Any] | None, outputs: dict[str, Any]) -> None:
+        self.failure = failure
+
+
+@pytest.mark.parametrize("launch_mode", LAUNCH_MODES)
+def test_the_worker_runs_its_steps_in_its_launch_mode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launch_mode: str) -> None:
+    stop_templates()
+    monkeypatch.setenv("PIPELINES_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setattr(worker, "STEP_LAUNCH", launch_mode)
+    mark = tmp_path / "mark"
+    reporter = Reporter()
+    job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)})
+    assert worker.run_job(job, reporter) == "succeeded" and reporter.failure is None
+    if launch_mode == "fork":
+        assert [template.pid for template in templates()] == [started_by(mark)]
+    else:
+        assert templates() == [] and started_by(mark) == os.getpid()
+
+
 # --- Parameters, inputs, outputs ----------------------------------------------------------
 
 
@@ -655,7 +742,9 @@ def publish_input(tmp_path: Path, text: str) -> dict:
     return Datastore(f"file://{tmp_path / 'store'}").publish(source)
 
 
-def test_params_inputs_and_outputs_work_through_context_and_variables(tmp_path: Path) -> None:
+@each_launch_mode
+def test_params_inputs_and_outputs_work_through_context_and_variables(tmp_path: Path,
+                                                                      launch_mode: str) -> None:
     data = publish_input(tmp_path, "1\n2\n3\n")
     job = make_job(tmp_path, """
         import json, os
@@ -670,7 +759,7 @@ def test_params_inputs_and_outputs_work_through_context_and_variables(tmp_path: 
         (context.output_path("model") / "total.txt").write_text(str(total))
         print(context.run_id(), context.node(), context.attempt())
     """, params={"alpha": 2}, inputs={"data": data}, outputs=["model", "unused"], attempt=2)
-    result, sink = run(tmp_path, job)
+    result, sink = run(tmp_path, job, launch_mode=launch_mode)
     assert result.status == "succeeded", (result, sink.lines)
     assert sink.texts("stdout") == ["run-1 train 2"]
     assert set(result.outputs) == {"model", "unused"}
@@ -786,7 +875,8 @@ def test_inputs_from_an_object_store_are_downloaded(tmp_path: Path) -> None:
 # --- Failures -----------------------------------------------------------------------------
 
 
-def test_a_python_error_gives_exit_and_its_traceback(tmp_path: Path) -> None:
+@each_launch_mode
+def test_a_python_error_gives_exit_and_its_traceback(tmp_path: Path, launch_mode: str) -> None:
     job = make_job(tmp_path, """
         from runner import context
         (context.output_path("out") / "partial.txt").write_text("half")
@@ -794,7 +884,7 @@ def test_a_python_error_gives_exit_and_its_traceback(tmp_path: Path) -> None:
             raise ValueError("boom")
         fail()
     """, outputs=["out"])
-    result, _ = run(tmp_path, job)
+    result, _ = run(tmp_path, job, launch_mode=launch_mode)
     assert (result.status, result.reason, result.exit_code) == ("failed", "exit", 1)
     assert result.message == "exit code 1: ValueError: boom"
     assert result.traceback.startswith("Traceback (most recent call last):")
@@ -815,23 +905,25 @@ def test_an_exit_code_without_a_traceback_reports_the_stderr_tail(tmp_path: Path
     assert result.traceback.splitlines() == [f"line {i}" for i in range(30, 80)]
 
 
-def test_a_step_killed_by_a_signal_says_so(tmp_path: Path) -> None:
+@each_launch_mode
+def test_a_step_killed_by_a_signal_says_so(tmp_path: Path, launch_mode: str) -> None:
     job = make_job(tmp_path, """
         import os, signal
         from runner import context
         (context.output_path("out") / "partial.txt").write_text("half")
         os.kill(os.getpid(), signal.SIGKILL)
     """, outputs=["out"])
-    result, _ = run(tmp_path, job)
+    result, _ = run(tmp_path, job, launch_mode=launch_mode)
     assert (result.status, result.reason) == ("failed", "signal")
     assert result.message == "killed by signal 9" and result.exit_code is None
     assert result.outputs == {} and artifacts_and_temp_files(tmp_path) == []
 
 
-def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+@each_launch_mode
+def test_a_timeout_kills_the_whole_process_group(tmp_path: Path, launch_mode: str) -> None:
     job = make_job(tmp_path, GRANDCHILD, timeout_s=1)
     started = time.monotonic()
-    result, sink = run(tmp_path, job)
+    result, sink = run(tmp_path, job, launch_mode=launch_mode)
     elapsed = time.monotonic() - started
     assert (result.reason, result.message) == ("timeout", "timed out after 1 s")
     assert wait_gone(grandchild_pid(sink))
@@ -839,7 +931,8 @@ def test_a_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert "timed out after 1 s: stopping the step" in sink.texts("system")
 
 
-def test_a_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
+@each_launch_mode
+def test_a_cancel_kills_the_whole_process_group(tmp_path: Path, launch_mode: str) -> None:
     sink = RecordingSink()
 
     def should_stop() -> str | None:
@@ -847,14 +940,15 @@ def test_a_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
 
     started = time.monotonic()
     result = execute(make_job(tmp_path, GRANDCHILD), sink, workdir_root=tmp_path / "work",
-                     should_stop=should_stop)
+                     should_stop=should_stop, launch_mode=launch_mode)
     assert (result.status, result.reason, result.message) == ("failed", "canceled", "canceled")
     assert wait_gone(grandchild_pid(sink))
     assert time.monotonic() - started < 10
 
 
+@each_launch_mode
 def test_a_step_that_ignores_sigterm_is_killed_after_the_grace(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launch_mode: str
 ) -> None:
     monkeypatch.setattr(supervise, "KILL_GRACE_S", 0.5)
     job = make_job(tmp_path, """
@@ -865,19 +959,22 @@ def test_a_step_that_ignores_sigterm_is_killed_after_the_grace(
     """)
     sink = RecordingSink()
     result = execute(job, sink, workdir_root=tmp_path / "work",
-                     should_stop=lambda: "lost_contact" if sink.lines else None)
+                     should_stop=lambda: "lost_contact" if sink.lines else None,
+                     launch_mode=launch_mode)
     assert (result.reason, result.message) == ("lost_contact", "lost contact with the server")
     assert result.exit_code is None
 
 
-def test_grandchildren_left_behind_by_a_finished_step_are_killed(tmp_path: Path) -> None:
+@each_launch_mode
+def test_grandchildren_left_behind_by_a_finished_step_are_killed(tmp_path: Path,
+                                                                 launch_mode: str) -> None:
     job = make_job(tmp_path, """
         import subprocess
         child = subprocess.Popen(["sleep", "1000"])  # holds stdout open, never waited for
         print("grandchild", child.pid, flush=True)
     """)
     started = time.monotonic()
-    result, sink = run(tmp_path, job)
+    result, sink = run(tmp_path, job, launch_mode=launch_mode)
     assert result.status == "succeeded"
     assert wait_gone(grandchild_pid(sink))
     assert time.monotonic() - started < streams.READER_JOIN_S
@@ -886,8 +983,10 @@ def test_grandchildren_left_behind_by_a_finished_step_are_killed(tmp_path: Path)
 # --- Isolation and secrets ----------------------------------------------------------------
 
 
+@each_launch_mode
 def test_the_step_sees_an_allowlisted_environment_only(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       launch_mode: str) -> None:
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://:broker-password@redis:6379/0")
     monkeypatch.setenv("DATABASE_URL", "postgres://u:db-password@db/x")
     monkeypatch.setenv("PIPELINES_WORKER_TOKEN", "worker-token-value")
@@ -895,7 +994,7 @@ def test_the_step_sees_an_allowlisted_environment_only(tmp_path: Path,
         import json, os
         print(json.dumps(dict(os.environ)))
     """, env={"MODE": "fast"}, secrets={"API_KEY": "declared-secret"})
-    result, sink = run(tmp_path, job)
+    result, sink = run(tmp_path, job, launch_mode=launch_mode)
     assert result.status == "succeeded"
     env = json.loads(sink.texts("stdout")[0].replace("***", "declared-secret"))
     assert "CELERY_BROKER_URL" not in env and "DATABASE_URL" not in env
@@ -911,7 +1010,8 @@ def test_the_step_sees_an_allowlisted_environment_only(tmp_path: Path,
     # non-dumpable worker, or a separate user) is not part of the executor yet.
 
 
-def test_declared_secrets_are_masked_in_logs_and_errors(tmp_path: Path) -> None:
+@each_launch_mode
+def test_declared_secrets_are_masked_in_logs_and_errors(tmp_path: Path, launch_mode: str) -> None:
     job = make_job(tmp_path, """
         import os, sys
         key = os.environ["API_KEY"]
@@ -919,7 +1019,7 @@ def test_declared_secrets_are_masked_in_logs_and_errors(tmp_path: Path) -> None:
         print(f"key={key};again={key}", file=sys.stderr)
         raise RuntimeError(f"rejected {key}")
     """, secrets={"API_KEY": "hunter2-very-secret"})
-    result, sink = run(tmp_path, job)
+    result, sink = run(tmp_path, job, launch_mode=launch_mode)
     assert "hunter2" not in sink.all_text()
     assert "hunter2" not in result.message + result.traceback
     assert sink.texts("stdout") == ["the key is ***"]
@@ -930,9 +1030,11 @@ def test_declared_secrets_are_masked_in_logs_and_errors(tmp_path: Path) -> None:
 # --- Setup errors -------------------------------------------------------------------------
 
 
-def test_a_missing_interpreter_is_an_error_not_an_exception(tmp_path: Path) -> None:
+@each_launch_mode
+def test_a_missing_interpreter_is_an_error_not_an_exception(tmp_path: Path,
+                                                            launch_mode: str) -> None:
     job = make_job(tmp_path, "print('never')", python="/nonexistent/venv/bin/python")
-    result, sink = run(tmp_path, job)
+    result, sink = run(tmp_path, job, launch_mode=launch_mode)
     assert (result.status, result.reason) == ("failed", "error")
     assert "/nonexistent/venv/bin/python" in result.message
     assert not (tmp_path / "work" / "run-1").exists()

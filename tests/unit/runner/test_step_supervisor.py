@@ -2,7 +2,8 @@
 
 A stand-in worker runs execute() in its own process, so that it can be killed or stopped as a
 real one is; the step writes its pid and its grandchild's to a file and then works in silence.
-Each case runs a forked step and one started as its own command.
+Each case runs in each launch mode: a step spawned as its own command, and one forked from a
+template interpreter.
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ import pytest
 
 from runner import step_launch
 from runner.executor import supervise
-from tests.unit.runner.test_executor import make_job, run, wait_gone
-
-PATHS = {"forked": {}, "own command": {"PYTHONX": "1"}}  # variables that make it start as itself
+from tests.unit.runner.test_executor import each_launch_mode, make_job, run, wait_gone
 
 SILENT_WITH_A_GRANDCHILD = """
     import os, pathlib, signal, subprocess, time
@@ -46,7 +45,8 @@ import json, math, sys, time
 from pathlib import Path
 from runner.executor import execute
 
-job, work, lease_s = json.loads(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
+job, work, lease_s, launch_mode = (json.loads(sys.argv[1]), Path(sys.argv[2]),
+                                   float(sys.argv[3]), sys.argv[4])
 
 class Sink:
     def log(self, *args): pass
@@ -54,7 +54,8 @@ class Sink:
 
 # Renewed while this process runs, as a worker in contact does: the lease runs out only once
 # it is stopped, however long the step took to start.
-execute(job, Sink(), workdir_root=work, contact_until=lambda: time.monotonic() + lease_s)
+execute(job, Sink(), workdir_root=work, contact_until=lambda: time.monotonic() + lease_s,
+        launch_mode=launch_mode)
 """
 
 
@@ -62,13 +63,13 @@ class Worker:
     """A process that runs one step, renewing its lease of `lease_s` as a compute worker
     would."""
 
-    def __init__(self, tmp_path: Path, env: dict[str, str], lease_s: float = math.inf) -> None:
+    def __init__(self, tmp_path: Path, launch_mode: str, lease_s: float = math.inf) -> None:
         self.mark = tmp_path / "mark"
-        job = make_job(tmp_path, SILENT_WITH_A_GRANDCHILD, env={"MARK": str(self.mark), **env},
+        job = make_job(tmp_path, SILENT_WITH_A_GRANDCHILD, env={"MARK": str(self.mark)},
                        timeout_s=600)
         self.process = subprocess.Popen(
-            [sys.executable, "-c", WORKER, json.dumps(job), str(tmp_path / "work"), str(lease_s)],
-            cwd=Path(__file__).resolve().parents[3])
+            [sys.executable, "-c", WORKER, json.dumps(job), str(tmp_path / "work"), str(lease_s),
+             launch_mode], cwd=Path(__file__).resolve().parents[3])
         deadline = time.monotonic() + 60
         while not self.mark.exists() or not self.mark.read_text():
             assert time.monotonic() < deadline and self.process.poll() is None
@@ -97,8 +98,8 @@ def _kill(pid: int, number: int) -> None:
 def worker_of(tmp_path: Path):
     started: list[Worker] = []
 
-    def start(env: dict[str, str], **kwargs: Any) -> Worker:
-        started.append(Worker(tmp_path, env, **kwargs))
+    def start(launch_mode: str, **kwargs: Any) -> Worker:
+        started.append(Worker(tmp_path, launch_mode, **kwargs))
         return started[-1]
 
     yield start
@@ -106,17 +107,17 @@ def worker_of(tmp_path: Path):
         worker.end()
 
 
-@pytest.mark.parametrize("env", PATHS.values(), ids=PATHS.keys())
-def test_a_killed_worker_takes_its_steps_whole_group_at_once(worker_of, env) -> None:
-    worker = worker_of(env)
+@each_launch_mode
+def test_a_killed_worker_takes_its_steps_whole_group_at_once(worker_of, launch_mode) -> None:
+    worker = worker_of(launch_mode)
     worker.process.kill()
     assert worker.step_processes_gone(within_s=1.0)
     assert wait_gone(worker.supervisor, 1.0)
 
 
-@pytest.mark.parametrize("env", PATHS.values(), ids=PATHS.keys())
-def test_a_stopped_worker_cannot_keep_its_step_past_its_lease(worker_of, env) -> None:
-    worker = worker_of(env, lease_s=3.0)
+@each_launch_mode
+def test_a_stopped_worker_cannot_keep_its_step_past_its_lease(worker_of, launch_mode) -> None:
+    worker = worker_of(launch_mode, lease_s=3.0)
     worker.process.send_signal(signal.SIGSTOP)
     assert worker.step_processes_gone(within_s=3.0 + step_launch.STOPPED_WITHIN_S)
     # SIGTERM comes first, and this step does not resist it.
@@ -158,7 +159,7 @@ LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"),
 
 @LINUX_ONLY
 def test_a_step_whose_supervisor_dies_dies_with_it(worker_of) -> None:
-    worker = worker_of(PATHS["forked"])
+    worker = worker_of("fork")
     worker.process.send_signal(signal.SIGSTOP)  # the worker cannot stop the step itself
     os.kill(worker.supervisor, signal.SIGKILL)
     assert wait_gone(worker.step, 1.0)
@@ -166,23 +167,23 @@ def test_a_step_whose_supervisor_dies_dies_with_it(worker_of) -> None:
 
 @LINUX_ONLY
 def test_a_supervisor_whose_template_dies_stops_the_steps_group(worker_of) -> None:
-    worker = worker_of(PATHS["forked"])
+    worker = worker_of("fork")
     worker.process.send_signal(signal.SIGSTOP)  # the worker cannot stop the step itself
     os.kill(psutil.Process(worker.supervisor).ppid(), signal.SIGKILL)
     assert worker.step_processes_gone(within_s=1.0)
 
 
-@pytest.mark.parametrize("env", PATHS.values(), ids=PATHS.keys())
+@each_launch_mode
 def test_a_renewed_lease_keeps_the_step_running_and_it_ends_as_it_would(
-        tmp_path: Path, env: dict[str, str]) -> None:
+        tmp_path: Path, launch_mode: str) -> None:
     renewals = []
 
     def contact_until() -> float:
         renewals.append(time.monotonic())
         return time.monotonic() + 1.0  # each renewal a short lease: the step outlives several
 
-    job = make_job(tmp_path, "import time; time.sleep(4); raise SystemExit(3)", env=env)
-    result, _ = run(tmp_path, job, contact_until=contact_until)
+    job = make_job(tmp_path, "import time; time.sleep(4); raise SystemExit(3)")
+    result, _ = run(tmp_path, job, contact_until=contact_until, launch_mode=launch_mode)
     assert (result.reason, result.exit_code) == ("exit", 3)
     assert len(renewals) >= 4
 
@@ -197,21 +198,22 @@ SIGNALS_ITS_OWN_GROUP = """
 
 
 @pytest.mark.parametrize("name", ["SIGHUP", "SIGTERM"])
-@pytest.mark.parametrize("env", PATHS.values(), ids=PATHS.keys())
+@each_launch_mode
 def test_a_step_that_signals_its_own_group_ends_as_it_would(
-        tmp_path: Path, env: dict[str, str], name: str) -> None:
+        tmp_path: Path, launch_mode: str, name: str) -> None:
     # Long enough for a kill that the signal would have set off to land first.
     sleep_s = step_launch.TERM_AFTER_LEASE_S + step_launch.KILL_GRACE_S + 1.0
-    job = make_job(tmp_path, SIGNALS_ITS_OWN_GROUP.format(name=name, sleep_s=sleep_s), env=env)
-    result, _ = run(tmp_path, job, contact_until=lambda: time.monotonic() + 60)
+    job = make_job(tmp_path, SIGNALS_ITS_OWN_GROUP.format(name=name, sleep_s=sleep_s))
+    result, _ = run(tmp_path, job, contact_until=lambda: time.monotonic() + 60,
+                    launch_mode=launch_mode)
     assert result.status == "succeeded", result.message
 
 
-@pytest.mark.parametrize("env", PATHS.values(), ids=PATHS.keys())
-def test_a_lease_far_off_is_waited_for_like_any_other(tmp_path: Path,
-                                                      env: dict[str, str]) -> None:
-    job = make_job(tmp_path, "import time; time.sleep(0.5)", env=env)
-    result, sink = run(tmp_path, job, contact_until=lambda: time.monotonic() + 1e10)
+@each_launch_mode
+def test_a_lease_far_off_is_waited_for_like_any_other(tmp_path: Path, launch_mode: str) -> None:
+    job = make_job(tmp_path, "import time; time.sleep(0.5)")
+    result, sink = run(tmp_path, job, contact_until=lambda: time.monotonic() + 1e10,
+                       launch_mode=launch_mode)
     assert result.status == "succeeded", result.message
 
 
