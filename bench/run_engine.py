@@ -105,7 +105,7 @@ def fanout(n: int, target: str, nonce: str) -> dict:
 
 
 def timed_run(pipeline, user) -> tuple[float, object]:
-    from pipelines_ui.runs.services import submit_run
+    from pipelines_ui.runs.engine import submit_run
 
     started = time.perf_counter()
     run = submit_run(pipeline, user=user)

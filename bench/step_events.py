@@ -119,7 +119,7 @@ def main() -> None:
     from pipelines_ui.celery import app
     from pipelines_ui.compute.models import ComputeTarget
     from pipelines_ui.pipelines.models import Pipeline
-    from pipelines_ui.runs import services
+    from pipelines_ui.runs import engine
 
     call_command("migrate", verbosity=0)
     tag = uuid.uuid4().hex[:6]
@@ -141,14 +141,14 @@ def main() -> None:
         body = {"attempt_id": attempt_id, "events": [{"seq": 1, "time": time.time(), **event}]}
         response = client.post(
             f"/api/worker/steps/{step_id}/events/", body, content_type="application/json",
-            headers={"Authorization": f"StepToken {services.step_token(step_id, attempt_id)}"})
+            headers={"Authorization": f"StepToken {engine.step_token(step_id, attempt_id)}"})
         assert response.status_code == 200, response.content
 
     def play(spec: dict, label: str = "") -> None:
         """Submit the pipeline, then claim and finish each job as it is sent."""
         pipeline = Pipeline.objects.create(workspace=workspace, name=f"bench {uuid.uuid4().hex}",
                                            spec=spec)
-        timings.measure(f"{label}submit", lambda: services.submit_run(pipeline, user=user))
+        timings.measure(f"{label}submit", lambda: engine.submit_run(pipeline, user=user))
         while sent:
             step_id, attempt_id = sent.pop(0)
             timings.measure(f"{label}started", post, step_id, attempt_id, {

@@ -27,7 +27,6 @@ from pipelines_ui.api_base import (
 )
 from pipelines_ui.data import services
 from pipelines_ui.data.models import Artifact, Dataset, DatasetVersion, Datastore
-from pipelines_ui.runs.services import datastore_url
 
 
 class DatastoreSerializer(StrictModelSerializer):
@@ -184,7 +183,7 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                                             "application/gzip or application/x-tar)."]})
         try:
             artifact, created = services.store_snapshot(
-                workspace, request.data, store_url=datastore_url(workspace.pk))
+                workspace, request.data, store_url=services.datastore_url(workspace.pk))
         except services.UploadTooLarge as exc:
             raise UploadTooLarge(str(exc)) from None
         except services.UploadInvalid as exc:

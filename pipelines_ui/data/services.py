@@ -32,6 +32,12 @@ def check_datastore_url(url: str) -> str:
     return url
 
 
+def datastore_url(workspace_id: int) -> str:
+    """Where the workspace's artifacts go: its default datastore, else the server's."""
+    store = Datastore.objects.filter(workspace=workspace_id, is_default=True).first()
+    return store.url if store else settings.DATASTORE_URL
+
+
 def save_datastore(store: Datastore) -> Datastore:
     """Save; a new default datastore replaces the workspace's previous default."""
     with transaction.atomic():

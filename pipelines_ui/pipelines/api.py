@@ -38,7 +38,7 @@ from pipelines_ui.pipelines import services
 from pipelines_ui.pipelines.models import Component, Endpoint, Pipeline, PipelineVersion, Schedule
 from pipelines_ui.runs import limits
 from pipelines_ui.runs.api import RunDetailSerializer, run_with_steps
-from pipelines_ui.runs.services import plan_run, submit_run
+from pipelines_ui.runs.engine import plan_run, submit_run
 from runner.components import BUILTINS, PORT_TYPES, ComponentDef
 
 # --- Components ---------------------------------------------------------------------------

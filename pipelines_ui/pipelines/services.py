@@ -290,7 +290,7 @@ def invoke_endpoint(endpoint: Endpoint, *, parameters: dict[str, Any],
 
     Raises EndpointDisabled, or SpecInvalid naming each bad parameter.
     """
-    from pipelines_ui.runs.services import submit_run  # runs depend on pipelines, not back
+    from pipelines_ui.runs.engine import submit_run  # runs depend on pipelines, not back
 
     if not endpoint.enabled:
         raise EndpointDisabled(f"The endpoint {endpoint.name} is disabled; enable it to start "
@@ -411,7 +411,7 @@ def fire_schedule(schedule_id: int):
         return None
     if not schedule.enabled or not schedule.endpoint.enabled:
         return None
-    from pipelines_ui.runs.services import submit_run
+    from pipelines_ui.runs.engine import submit_run
 
     endpoint = schedule.endpoint
     return submit_run(endpoint.pipeline, parameters=schedule.parameters,

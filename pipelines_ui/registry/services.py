@@ -2,7 +2,7 @@
 
 `dataset`, `register-dataset`, `register-model` and `deploy-model` run on a worker like any
 step, but what they mean happens here, on the server, at two moments the run engine
-(`runs.services`) asks about:
+(`runs.engine`) asks about:
 
 - when the step starts: `registry_inputs()` resolves a dataset version to its artifact (an
   input of the step, so it counts in the step's fingerprint) and `start_problem()` says why a

@@ -41,8 +41,7 @@ from pipelines_ui.api_base import (
     workspaces,
 )
 from pipelines_ui.compute.services import record_worker_heartbeat, target_for_worker_key
-from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
-from pipelines_ui.runs.services import (
+from pipelines_ui.runs.engine import (
     AttemptStale,
     StepTokenExpired,
     StepTokenInvalid,
@@ -50,6 +49,7 @@ from pipelines_ui.runs.services import (
     ingest_report,
     rerun,
 )
+from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
 from pipelines_ui.runs.waiting import waiting
 from pipelines_ui.runs.worker_auth import StepTokenForeign, check_report_credential
 from runner.messages import MessageError, parse_worker_heartbeat

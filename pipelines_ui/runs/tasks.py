@@ -1,11 +1,11 @@
-"""Control-worker tasks: thin wrappers over services."""
+"""Control-worker tasks: thin wrappers over the run engine."""
 
 import logging
 
 from celery import shared_task
 from django.db import close_old_connections
 
-from pipelines_ui.runs.services import reconcile_once
+from pipelines_ui.runs.engine import reconcile_once
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """A worker's credential opens one door: its own step attempt's reports (docs/reliability.md S5).
 
 The StepJob carries a token that is an HMAC of the server's key over (step run, attempt id)
-(`services.step_token`). Here, before a report is applied:
+(`engine.step_token`). Here, before a report is applied:
 
 - a genuine token of one step attempt, posted for another step run: 403, it is not a bad
   credential but one used where it has no business;
-- in `services.ingest_report`: a token whose attempt succeeded is spent, so 401
+- in `engine.ingest_report`: a token whose attempt succeeded is spent, so 401
   (`StepTokenExpired`), except for a replay of the final event itself (a worker whose reply
   was lost sends it again and is answered as a duplicate); an attempt the server ended (lost,
   canceled) answers 409, since a worker that still runs it must hear "stop" (R3).
@@ -23,8 +23,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import PermissionDenied
 
+from pipelines_ui.runs.engine import step_token
 from pipelines_ui.runs.models import StepRun
-from pipelines_ui.runs.services import step_token
 
 WORKER_SCHEMES = (b"steptoken", b"workerkey")
 
@@ -37,7 +37,7 @@ def check_report_credential(step_run_id: int, token: str, body: Any) -> None:
     """Refuse (403) a genuine token of another step run. Costs nothing for a right token.
 
     Everything else (a malformed body, a token that is simply wrong, a spent token, a stale
-    attempt) is left to `services.ingest_report`, which answers it.
+    attempt) is left to `engine.ingest_report`, which answers it.
     """
     attempt_id = body.get("attempt_id") if isinstance(body, dict) else None
     if not isinstance(attempt_id, str) or not attempt_id:

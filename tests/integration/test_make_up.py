@@ -74,7 +74,7 @@ def test_make_up_serves_the_sign_in_page_and_stops_cleanly(tmp_path):
 RUN_DEMO = """
 import time
 from pipelines_ui.pipelines.models import Pipeline
-from pipelines_ui.runs.services import submit_run
+from pipelines_ui.runs.engine import submit_run
 run = submit_run(Pipeline.objects.get(name="Linear fit"), parameters={"rows": 50})
 deadline = time.monotonic() + 120
 while not run.is_finished and time.monotonic() < deadline:
@@ -91,7 +91,7 @@ import os, time, httpx
 from django.contrib.auth import get_user_model
 from pipelines_ui.accounts.models import ApiToken, Workspace
 from pipelines_ui.pipelines.models import Pipeline
-from pipelines_ui.runs.services import submit_run
+from pipelines_ui.runs.engine import submit_run
 started = time.monotonic()
 run = submit_run(Pipeline.objects.get(name="Diabetes regression"))
 while not run.is_finished and time.monotonic() < started + 150:

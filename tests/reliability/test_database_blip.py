@@ -13,8 +13,8 @@ from django.db import close_old_connections, connection
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.runs.models import LogLine
-from pipelines_ui.runs.services import submit_run
 from tests.integration.runs.specs import script
 from tests.support import WorkerProcess, unique_target, wait_until
 

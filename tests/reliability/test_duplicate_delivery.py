@@ -19,8 +19,9 @@ from django.conf import settings
 from pipelines_ui.celery import app
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.engine import submit_run
+from pipelines_ui.runs.engine.dispatch import build_job
 from pipelines_ui.runs.models import LogLine
-from pipelines_ui.runs.services import build_job, submit_run
 from tests.integration.runs.specs import script
 from tests.support import WorkerProcess, runs_step_code, step_of, unique_target, wait_until
 

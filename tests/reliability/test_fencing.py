@@ -8,8 +8,9 @@ import pytest
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.engine import cancel_run, reconcile_once, submit_run
+from pipelines_ui.runs.engine.reconcile import mark_attempt_lost
 from pipelines_ui.runs.models import LogLine, Run
-from pipelines_ui.runs.services import cancel_run, mark_attempt_lost, reconcile_once, submit_run
 from tests.integration.runs.specs import script
 from tests.support import WorkerProcess, unique_target, wait_until
 

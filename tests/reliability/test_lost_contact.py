@@ -16,8 +16,9 @@ import pytest
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.engine import reconcile_once, submit_run
+from pipelines_ui.runs.engine.dispatch import lost_contact_s
 from pipelines_ui.runs.models import LogLine
-from pipelines_ui.runs.services import lost_contact_s, reconcile_once, submit_run
 from tests.integration.runs.specs import script
 from tests.support import WorkerProcess, step_of, unique_target, wait_until
 

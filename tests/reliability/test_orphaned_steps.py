@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
-from pipelines_ui.runs.services import lost_contact_s, reconcile_once, submit_run
+from pipelines_ui.runs.engine import reconcile_once, submit_run
+from pipelines_ui.runs.engine.dispatch import lost_contact_s
 from pipelines_ui.runs.waiting import waiting_reason
 from runner import step_launch
 from tests.integration.runs.specs import script

@@ -15,9 +15,8 @@ from django.utils import timezone
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
-from pipelines_ui.runs import services
+from pipelines_ui.runs.engine import dispatch, ingest_report, reconcile_once, step_token, submit_run
 from pipelines_ui.runs.models import StepRun
-from pipelines_ui.runs.services import ingest_report, step_token, submit_run
 from tests.integration.runs.specs import edge, script
 
 ROUNDS = 100
@@ -49,7 +48,7 @@ def test_a_join_is_dispatched_once_when_both_parents_finish_at_once(transactiona
                                                                     workspace, owner,
                                                                     monkeypatch):
     dispatched = multiprocessing.Manager().list()
-    monkeypatch.setattr(services, "send_jobs", lambda steps, artifacts=None: dispatched.extend(
+    monkeypatch.setattr(dispatch, "send_jobs", lambda steps, artifacts=None: dispatched.extend(
         [(step.pk, step.attempt_id) for step in steps]))
     ComputeTarget.objects.create(workspace=workspace, name="local")
     code = "pass"
@@ -98,7 +97,7 @@ def reconcile_when_released(barrier, results) -> None:
     connections.close_all()
     try:
         barrier.wait()
-        results.put(len(services.reconcile_once().lost))
+        results.put(len(reconcile_once().lost))
     except Exception as exc:  # reported to the parent, which fails the test
         results.put(repr(exc))
     finally:
@@ -110,7 +109,7 @@ def test_two_reconcilers_retry_each_of_100_lost_attempts_exactly_once(transactio
                                                                       workspace, owner,
                                                                       monkeypatch, settings):
     dispatched = multiprocessing.Manager().list()
-    monkeypatch.setattr(services, "send_jobs", lambda steps, artifacts=None: dispatched.extend(
+    monkeypatch.setattr(dispatch, "send_jobs", lambda steps, artifacts=None: dispatched.extend(
         [(step.pk, step.attempt_id) for step in steps]))
     ComputeTarget.objects.create(workspace=workspace, name="local")
     spec = {"parameters": {}, "edges": [], "nodes": [

@@ -4,7 +4,7 @@ import pytest
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
-from pipelines_ui.runs.services import submit_run
+from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.secrets.models import Secret
 from tests.integration.runs.specs import script
 from tests.support import WorkerProcess, unique_target, wait_until

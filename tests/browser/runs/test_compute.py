@@ -4,7 +4,7 @@ goes without a reload."""
 import pytest
 
 from pipelines_ui.pipelines.models import Pipeline
-from pipelines_ui.runs.services import submit_run
+from pipelines_ui.runs.engine import submit_run
 from tests.browser.conftest import sign_in
 from tests.integration.runs.specs import script
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.runs.models import LogLine, MetricPoint
-from pipelines_ui.runs.services import submit_run
 from tests.browser.conftest import sign_in
 from tests.integration.runs.specs import edge, script
 from tests.support import wait_until

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from pipelines_ui.compute.services import issue_worker_key
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.runs.models import StepRun
-from pipelines_ui.runs.services import submit_run
 from tests.browser.conftest import save_screenshot, sign_in
 from tests.integration.runs.specs import edge, script
 from tests.support import WorkerProcess

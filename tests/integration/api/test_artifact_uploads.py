@@ -9,8 +9,8 @@ from pipelines_ui.accounts.models import Membership
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.data.models import Artifact
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.engine.dispatch import build_job
 from pipelines_ui.runs.models import StepRun
-from pipelines_ui.runs.services import build_job
 from runner.datastore import tree_digest
 
 

@@ -10,7 +10,7 @@ from django.db import connection
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.compute.services import issue_worker_key
 from pipelines_ui.pipelines.models import Pipeline
-from pipelines_ui.runs.services import step_token, submit_run
+from pipelines_ui.runs.engine import step_token, submit_run
 from tests.integration.api.conftest import two_steps
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from pipelines_ui.accounts.models import ApiToken
 from pipelines_ui.pipelines import services
+from pipelines_ui.runs.engine import cancel_run
 from pipelines_ui.runs.models import Run
-from pipelines_ui.runs.services import cancel_run
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from pipelines_ui.accounts.models import ApiToken
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.compute.services import issue_worker_key
-from pipelines_ui.runs.services import reconcile_once
+from pipelines_ui.runs.engine import reconcile_once
 from tests.support import WorkerProcess, unique_target, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

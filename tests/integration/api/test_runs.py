@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
-from pipelines_ui.runs.services import submit_run
 
 
 @pytest.fixture

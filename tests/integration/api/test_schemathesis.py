@@ -15,7 +15,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from pipelines_ui.accounts.models import ApiToken
 from pipelines_ui.pipelines import services
 from pipelines_ui.pipelines.models import Pipeline
-from pipelines_ui.runs.services import submit_run
+from pipelines_ui.runs.engine import submit_run
 from tests.integration.api.conftest import ALL_SCOPES, two_steps
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

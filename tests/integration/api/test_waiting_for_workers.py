@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from pipelines_ui.compute.models import ComputeTarget, Worker
+from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.runs.models import StepRun
-from pipelines_ui.runs.services import submit_run
 from tests.integration.api.conftest import script_node, two_steps
 
 

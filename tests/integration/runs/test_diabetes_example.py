@@ -15,7 +15,7 @@ from sklearn.datasets import load_diabetes
 from pipelines_ui.accounts.models import ApiToken
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.registry.models import ModelVersion
-from pipelines_ui.runs.services import submit_run
+from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.services import DIABETES_SPEC
 from tests.integration.runs.test_engine import finished, steps
 

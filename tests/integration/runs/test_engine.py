@@ -6,8 +6,8 @@ import psutil
 import pytest
 
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.engine import cancel_run, reconcile_once, submit_run
 from pipelines_ui.runs.models import LogLine, MetricPoint, Run
-from pipelines_ui.runs.services import cancel_run, reconcile_once, submit_run
 from runner.datastore import Datastore
 from tests.integration.runs.specs import diamond, edge, script
 from tests.support import wait_until
@@ -156,7 +156,7 @@ def test_cancel_ends_the_whole_process_tree(workspace, target, owner):
 
 
 def test_a_rerun_from_the_failed_step_reuses_what_succeeded(workspace, target, owner):
-    from pipelines_ui.runs.services import rerun
+    from pipelines_ui.runs.engine import rerun
 
     spec = diamond(target.name)
     spec["nodes"][1]["params"]["code"] = (
@@ -177,7 +177,7 @@ def test_a_rerun_from_the_failed_step_reuses_what_succeeded(workspace, target, o
 
 
 def test_a_rerun_of_everything_runs_every_step_again(pipeline, owner):
-    from pipelines_ui.runs.services import rerun
+    from pipelines_ui.runs.engine import rerun
 
     first = finished(submit_run(pipeline, user=owner))
     again = finished(rerun(first, from_failed=False, user=owner))
@@ -187,7 +187,7 @@ def test_a_rerun_of_everything_runs_every_step_again(pipeline, owner):
 
 
 def test_the_plan_says_what_would_be_reused_and_what_would_run(pipeline, owner):
-    from pipelines_ui.runs.services import plan_run
+    from pipelines_ui.runs.engine import plan_run
 
     fresh = {p["node"]: p for p in plan_run(pipeline)}
     assert {p["action"] for p in fresh.values()} == {"run"}

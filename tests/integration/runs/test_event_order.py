@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.compute.services import issue_worker_key
 from pipelines_ui.pipelines.models import Pipeline
-from pipelines_ui.runs.services import submit_run
+from pipelines_ui.runs.engine import submit_run
 from tests.integration.runs.specs import edge, script
 from tests.support import AsgiServer, WorkerProcess, unique_target
 

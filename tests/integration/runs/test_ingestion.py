@@ -6,9 +6,8 @@ from django.test.utils import CaptureQueriesContext
 
 from pipelines_ui.celery import app
 from pipelines_ui.pipelines.models import Pipeline
-from pipelines_ui.runs import services
+from pipelines_ui.runs.engine import cancel_run, dispatch, step_token, submit_run
 from pipelines_ui.runs.models import LogLine, MetricPoint, StepRun
-from pipelines_ui.runs.services import cancel_run, step_token, submit_run
 from tests.integration.runs.specs import script
 
 DIGEST = "sha256:" + "cd" * 32
@@ -222,8 +221,8 @@ def test_a_job_that_cannot_be_built_or_sent_stays_undispatched_for_the_reconcile
         sends.append(args[0]["node"])
 
     monkeypatch.setattr(app, "send_task", send_task)
-    build_job = services.build_job
-    monkeypatch.setattr(services, "build_job", lambda step, *args: build_job(step, *args)
+    build_job = dispatch.build_job
+    monkeypatch.setattr(dispatch, "build_job", lambda step, *args: build_job(step, *args)
                         if step.node != "leaf1" else 1 / 0)
     run = submit_run(fan_out(workspace, 5, nonce="faults"), user=owner)
     run_step(client, run.steps.get(node="root"))

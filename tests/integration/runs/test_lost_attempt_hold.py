@@ -10,9 +10,10 @@ from django.utils import timezone
 from pipelines_ui.celery import app
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.engine import reconcile_once, submit_run
+from pipelines_ui.runs.engine.dispatch import lost_contact_s
 from pipelines_ui.runs.models import StepRun
 from pipelines_ui.runs.queries import run_page_data
-from pipelines_ui.runs.services import lost_contact_s, reconcile_once, submit_run
 from pipelines_ui.runs.waiting import waiting_reason
 from runner import step_launch
 from tests.integration.runs.specs import script

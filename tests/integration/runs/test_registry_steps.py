@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 from pipelines_ui.data.models import Dataset, DatasetVersion
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.registry.models import ModelVersion
-from pipelines_ui.runs.services import plan_run, submit_run
+from pipelines_ui.runs.engine import plan_run, submit_run
 from tests.integration.runs.specs import edge, script
 from tests.integration.runs.test_engine import finished, steps
 

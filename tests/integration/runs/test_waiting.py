@@ -10,8 +10,8 @@ from django.utils import timezone
 from pipelines_ui.compute.models import ComputeTarget, Worker
 from pipelines_ui.compute.services import issue_worker_key
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.runs.models import Run, StepRun
-from pipelines_ui.runs.services import submit_run
 from pipelines_ui.runs.waiting import waiting_reason
 from tests.integration.runs.specs import script
 from tests.support import WorkerProcess, unique_target, wait_until

@@ -9,8 +9,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from pipelines_ui.pipelines.models import Pipeline
+from pipelines_ui.runs.engine import step_token, submit_run
+from pipelines_ui.runs.engine.dispatch import build_job
 from pipelines_ui.runs.models import LogLine
-from pipelines_ui.runs.services import build_job, step_token, submit_run
 from tests.integration.api.test_authentication_required import ALL, OWN_CREDENTIAL, PUBLIC
 from tests.integration.runs.specs import script
 from tests.support import ROOT, WorkerProcess, unique_target

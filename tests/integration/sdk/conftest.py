@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from pipelines_ui.accounts.models import ApiToken
-from pipelines_ui.runs.services import reconcile_once
+from pipelines_ui.runs.engine import reconcile_once
 from runner.sdk import Client
 
 SDK_SCOPES = ["read", "run", "publish"]

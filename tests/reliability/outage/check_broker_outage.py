@@ -8,7 +8,7 @@ import pytest
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
-from pipelines_ui.runs.services import reconcile_once, submit_run
+from pipelines_ui.runs.engine import reconcile_once, submit_run
 from tests.integration.runs.specs import script
 from tests.support import WorkerProcess, start_private_redis, unique_target, wait_until
 
