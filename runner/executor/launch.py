@@ -42,13 +42,18 @@ class StepProcess(Protocol):
     @property
     def returncode(self) -> int | None: ...
 
-    def wait(self, timeout: float | None = None) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit status; subprocess.TimeoutExpired if it has not come within `timeout`."""
 
-    def exits(self) -> AbstractContextManager[Callable[[float], bool]]: ...
+    def exits(self) -> AbstractContextManager[Callable[[float], bool]]:
+        """A wait of at most the given seconds that answers whether the step has exited, the
+        moment it has."""
 
-    def wait_killed(self) -> None: ...
+    def wait_killed(self) -> None:
+        """Wait for the end of a step whose process group was sent SIGKILL."""
 
-    def release(self) -> None: ...
+    def release(self) -> None:
+        """Once the step's group is gone: give back what launched it."""
 
 
 class Launch:
