@@ -1,8 +1,8 @@
 """The one place that sends run events to browsers (channel-layer group `run.<id>`).
 
-Called only from services, after commit. The database is the truth: a lost broadcast is
-logged and the page catches up over REST using the `first` index of each log and metric
-event (docs/reliability.md R9).
+Called only from the run engine (runs/engine/), after commit. The database is the truth: a
+lost broadcast is logged and the page catches up over REST using the `first` index of each
+log and metric event (docs/reliability.md R9).
 
 Services are synchronous and run on the server's request threads (or a Celery worker), so
 each send is handed to an event loop that lives as long as the process: the ASGI server's own
