@@ -61,12 +61,11 @@ def stop_group(worker: WorkerProcess) -> None:
     threading.Timer(resume_after, os.killpg, (worker.process.pid, signal.SIGCONT)).start()
 
 
-OWN_COMMAND = {"PYTHONX": "1"}  # a variable read at start: the step starts as itself
-CASES = {  # a forked step under each fault, and one started as its own command under two
-    "kill the group": (kill_group, {}), "kill the main process": (kill_main_process, {}),
-    "stop the group": (stop_group, {}),
-    "kill the group, own command": (kill_group, OWN_COMMAND),
-    "stop the group, own command": (stop_group, OWN_COMMAND),
+CASES = {  # a forked step under each fault, and a spawned one (PIPELINES_STEP_LAUNCH) under two
+    "kill the group": (kill_group, "fork"), "kill the main process": (kill_main_process, "fork"),
+    "stop the group": (stop_group, "fork"),
+    "kill the group, spawned": (kill_group, "spawn"),
+    "stop the group, spawned": (stop_group, "spawn"),
 }
 
 
@@ -87,18 +86,20 @@ def gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize(("fault", "env"), CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize(("fault", "launch_mode"), CASES.values(), ids=CASES.keys())
 def test_a_lost_attempt_stops_before_its_retry_starts(engine, workspace, owner, settings,
-                                                      tmp_path, fault, env):
+                                                      tmp_path, fault, launch_mode):
     settings.STEP_LOST_AFTER_S = T
     writes, children = tmp_path / "writes", tmp_path / "children"
     name = unique_target()
     ComputeTarget.objects.create(workspace=workspace, name=name)
-    workers = {f"orphan{i}": WorkerProcess(name, engine.url, name=f"orphan{i}") for i in (1, 2)}
+    workers = {f"orphan{i}": WorkerProcess(name, engine.url, name=f"orphan{i}",
+                                           extra_env={"PIPELINES_STEP_LAUNCH": launch_mode})
+               for i in (1, 2)}
     try:
         spec = {"parameters": {}, "edges": [], "nodes": [
             script("silent", SILENT_STEP.format(writes=str(writes), children=str(children)),
-                   target=name, allow_reuse=False, retries=1, env=env)]}
+                   target=name, allow_reuse=False, retries=1)]}
         pipeline = Pipeline.objects.create(workspace=workspace, name="silent", spec=spec)
         run = submit_run(pipeline, user=owner)
         step = run.steps.get()

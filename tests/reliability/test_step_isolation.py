@@ -18,9 +18,10 @@ PEEK = """
     def cmdline(pid):
         return open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')
 
-    def of_the_worker(pid):  # a process of `python -m runner worker`, or a step template
+    def of_the_worker(pid):  # `python -m runner worker`, a step template or a supervisor
         argv = cmdline(pid)
-        return argv[1:3] == [b'-m', b'runner'] or argv[1].endswith(b'step_launch.py')
+        return argv[1:3] == [b'-m', b'runner'] or any(a.endswith(b'step_launch.py')
+                                                      for a in argv[1:4])
 
     print('ENV', sorted(os.environ.items()))
     ancestors, pid = [], os.getppid()
@@ -36,12 +37,19 @@ PEEK = """
     """
 
 
-def test_a_step_cannot_see_the_workers_credentials(engine, workspace, owner):
+# The processes between the step and the worker, the step included: its supervisor, the
+# template (when forked), the pool child, the worker, and itself.
+ANCESTRY = {"fork": 5, "spawn": 4}
+
+
+@pytest.mark.parametrize("launch_mode", ANCESTRY)
+def test_a_step_cannot_see_the_workers_credentials(engine, workspace, owner, launch_mode):
     name = unique_target()
     ComputeTarget.objects.create(workspace=workspace, name=name)
     # A worker has no use for REDIS_URL; it stands for any credential in its environment.
     worker = WorkerProcess(name, engine.url, key=WORKER_KEY,
-                           extra_env={"REDIS_URL": f"redis://:{PASSWORD}@127.0.0.1:6379/0"})
+                           extra_env={"REDIS_URL": f"redis://:{PASSWORD}@127.0.0.1:6379/0",
+                                      "PIPELINES_STEP_LAUNCH": launch_mode})
     try:
         spec = {"parameters": {}, "edges": [], "nodes": [
             script("peek", PEEK, target=name, allow_reuse=False)]}
@@ -51,8 +59,7 @@ def test_a_step_cannot_see_the_workers_credentials(engine, workspace, owner):
     finally:
         worker.stop()
     output = "\n".join(run.steps.get().log_lines.values_list("text", flat=True))
-    # Its supervisor, the template, the pool child, the worker, and itself.
-    assert output.count("PROC /proc/") == 5
+    assert output.count("PROC /proc/") == ANCESTRY[launch_mode]
     assert WORKER_KEY not in output
     assert PASSWORD not in output
     assert "CELERY_BROKER_URL" not in output

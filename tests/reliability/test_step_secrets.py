@@ -6,6 +6,7 @@ from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.secrets.models import Secret
+from runner.executor.launch import LAUNCH_MODES
 from tests.integration.runs.specs import script
 from tests.support import WorkerProcess, unique_target, wait_until
 
@@ -23,13 +24,14 @@ ECHO = """
     """
 
 
+@pytest.mark.parametrize("launch_mode", LAUNCH_MODES)
 def test_a_step_sees_only_its_declared_secrets_and_its_log_shows_them_masked(
-        engine, workspace, owner):
+        engine, workspace, owner, launch_mode):
     Secret.objects.create(workspace=workspace, name="API_KEY", value=DECLARED)
     Secret.objects.create(workspace=workspace, name="OTHER_KEY", value=UNDECLARED)
     name = unique_target()
     ComputeTarget.objects.create(workspace=workspace, name=name)
-    worker = WorkerProcess(name, engine.url)
+    worker = WorkerProcess(name, engine.url, extra_env={"PIPELINES_STEP_LAUNCH": launch_mode})
     try:
         spec = {"parameters": {}, "edges": [], "nodes": [
             script("echo", ECHO, target=name, allow_reuse=False, secrets=["API_KEY"])]}
