@@ -202,7 +202,7 @@ def test_100000_points_are_all_kept_and_drawn_downsampled_with_their_extremes(
           f"{page.evaluate('window.maxFrameGap'):.0f} ms")
     assert drawn <= 3_100
     # The engine must not lose points: fails today (a report over the server's body limit is
-    # refused with 413 and dropped by the worker; see the note on issue 6).
+    # refused with 413 and dropped by the worker).
     assert stored == 100_000
     peak = page.evaluate(
         "Math.max(...document.querySelector('.chart[data-key=signal]').data[0].y)")
