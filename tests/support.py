@@ -68,7 +68,7 @@ class WorkerProcess:
         return sorted(pid for pid in self.pids() if _is_worker(pid))
 
     def kill(self) -> None:
-        """SIGKILL the whole worker tree, main process first (RELIABILITY: fault recipes)."""
+        """SIGKILL the whole worker tree, main process first (docs/reliability.md R2, R16)."""
         for pid in self.pids():
             try:
                 os.kill(pid, signal.SIGKILL)
