@@ -15,18 +15,20 @@ still runs: it has no parameters, and its metrics go to stderr.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import math
 import numbers
 import os
 import re
+import select
 import stat
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 PARAMS_VAR = "PIPELINES_PARAMS"
 METRICS_FD_VAR = "PIPELINES_METRICS_FD"
@@ -40,8 +42,6 @@ MAX_METRIC_KEY_CHARS = 200  # runner.messages caps metric keys at this length
 
 _MISSING: Any = object()
 _params_cache: tuple[str, dict[str, Any]] | None = None
-_metrics_lock = threading.Lock()
-_metrics_pipe: tuple[str, IO[str]] | None = None
 
 
 class MissingPortError(KeyError):
@@ -114,26 +114,54 @@ def _ports(prefix: str) -> str:
 
 
 # --- Metrics ----------------------------------------------------------------------------
+#
+# Points are buffered in the process and written to the executor's pipe as whole JSON lines:
+# every FLUSH_POINTS points, FLUSH_EVERY_S after the first point of a batch (a thread's timer),
+# on flush_metrics(), and at interpreter exit (an uncaught exception included). Each write is
+# at most PIPE_BUF bytes of whole lines, which a pipe writes atomically, so no half line
+# interleaves with another thread's or another process's. What a step killed by SIGKILL (or
+# ended by os._exit) had not flushed is lost: at most the points of the last FLUSH_EVERY_S
+# (docs/reliability.md, R8).
+
+# Measured on 100,000 points: larger batches than 1000 saved nothing more. A timer under
+# 10 ms cost a step logging a point a millisecond 10-25 us of CPU a point; 20 ms, nothing seen.
+FLUSH_POINTS = 1000
+FLUSH_EVERY_S = 0.02
+_PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX guarantees at least 512
+_MAX_CACHED_KEYS = 10_000
+
+_metrics_lock = threading.Lock()
+_metrics_pipe: tuple[str, int] | None = None  # (variables, descriptor), as last checked
+_buffer: list[str] = []  # whole lines, not yet written
+_buffer_fd = -1  # the descriptor they are for
+_flush_at = FLUSH_POINTS  # 1 once the interpreter exits: nothing is left in a buffer then
+_timer_started = threading.Event()  # a batch began: the flusher writes it FLUSH_EVERY_S later
+_flusher: threading.Thread | None = None
+_keys: dict[str, str] = {}  # keys checked before, as JSON
 
 
 def log_metric(key: str, value: float, step: int | None = None) -> None:
     """Record one metric point; the run page charts it live.
 
-    `value` must be a finite real number and `step` an integer or None. Outside the product
-    (no metrics pipe) the point is printed to stderr as "metric key=value step=n".
+    `value` must be a finite real number and `step` an integer or None. Under the executor the
+    point is buffered and written within FLUSH_EVERY_S (see flush_metrics). Outside the product
+    (no metrics pipe) it is printed to stderr as "metric key=value step=n".
     """
-    _check_metric(key, value, step)
-    line = json.dumps({"key": key, "value": float(value), "step": step, "time": time.time()})
+    encoded = _keys.get(key) if type(key) is str else None
+    if (encoded is None or type(value) is not float or not math.isfinite(value)
+            or (step is not None and type(step) is not int)):
+        _check_metric(key, value, step)  # the common case above is valid already
+        encoded, value = _key_json(key), float(value)
+        step = None if step is None else int(step)
+    line = (f'{{"key": {encoded}, "value": {value!r}, "step": '
+            f'{"null" if step is None else step}, "time": {time.time()!r}}}\n')
     with _metrics_lock:
-        pipe = _open_metrics_pipe()
-        if pipe is not None:
-            try:
-                pipe.write(line + "\n")
-                return
-            except OSError:
-                pass  # The executor is gone; the point is still worth seeing on stderr.
-        suffix = "" if step is None else f" step={step}"
-        print(f"metric {key}={float(value)!r}{suffix}", file=sys.stderr, flush=True)
+        if not _buffer and not _begin_batch():
+            _print_points([line])
+            return
+        _buffer.append(line)
+        if len(_buffer) >= _flush_at:
+            _write_buffer()
 
 
 def log_metrics(values: dict[str, float], step: int | None = None) -> None:
@@ -142,6 +170,17 @@ def log_metrics(values: dict[str, float], step: int | None = None) -> None:
         _check_metric(key, value, step)
     for key, value in values.items():
         log_metric(key, value, step)
+
+
+def flush_metrics() -> None:
+    """Write the points logged so far to the executor now.
+
+    Not needed for a step that ends by returning, by sys.exit or by an exception: they are
+    written at exit. A step about to end by os._exit, or that wants its points charted
+    before a long pause, calls it.
+    """
+    with _metrics_lock:
+        _write_buffer()
 
 
 def _check_metric(key: str, value: Any, step: Any) -> None:
@@ -157,8 +196,99 @@ def _check_metric(key: str, value: Any, step: Any) -> None:
         raise ValueError(f"metric {key!r}: step must be an integer or None, not {step!r}")
 
 
-def _open_metrics_pipe() -> IO[str] | None:
-    """The line-buffered metrics pipe, or None when not running under the executor."""
+def _key_json(key: str) -> str:
+    """A checked key as JSON, remembered (up to a bound) so that its next point skips both."""
+    encoded = json.dumps(key)
+    if len(_keys) < _MAX_CACHED_KEYS:
+        _keys[key] = encoded
+    return encoded
+
+
+def _begin_batch() -> bool:
+    """Whether there is a pipe to write the batch that the next point begins to (the lock
+    held); its points go where it was when the batch began."""
+    global _buffer_fd
+    fd = _open_metrics_pipe()
+    if fd is None:
+        return False
+    _buffer_fd = fd
+    _start_timer()
+    return True
+
+
+def _write_buffer() -> None:
+    """Write the buffered lines (the lock held) in pieces of whole lines of at most PIPE_BUF
+    bytes; what cannot be written goes to stderr."""
+    if not _buffer:
+        return
+    data = "".join(_buffer).encode()
+    _buffer.clear()
+    start = 0
+    try:
+        while start < len(data):
+            end = len(data)
+            if end - start > _PIPE_BUF:
+                end = data.rfind(b"\n", start, start + _PIPE_BUF) + 1 or data.find(b"\n", start) + 1
+            _write_all(_buffer_fd, data[start:end])
+            start = end
+    except OSError:
+        # The executor is gone; the points are still worth seeing on stderr.
+        _print_points(data[start:].decode().splitlines(keepends=True))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _print_points(lines: list[str]) -> None:
+    for line in lines:
+        point = json.loads(line)
+        suffix = "" if point["step"] is None else f" step={point['step']}"
+        print(f"metric {point['key']}={point['value']!r}{suffix}", file=sys.stderr, flush=True)
+
+
+def _start_timer() -> None:
+    global _flusher
+    if _flusher is None:
+        _flusher = threading.Thread(target=_flush_after_a_while, name="metrics-flusher",
+                                    daemon=True)
+        _flusher.start()
+    _timer_started.set()
+
+
+def _flush_after_a_while() -> None:
+    while True:
+        _timer_started.wait()
+        time.sleep(FLUSH_EVERY_S)
+        with _metrics_lock:
+            _timer_started.clear()
+            _write_buffer()
+
+
+def _at_exit() -> None:
+    global _flush_at
+    with _metrics_lock:
+        _flush_at = 1  # a daemon thread that logs on writes at once
+        _write_buffer()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with no buffer (its parent writes those points) and no flusher."""
+    global _metrics_lock, _timer_started, _flusher
+    _metrics_lock = threading.Lock()
+    _timer_started = threading.Event()
+    _flusher = None
+    _buffer.clear()
+
+
+atexit.register(_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _open_metrics_pipe() -> int | None:
+    """The metrics pipe's descriptor, or None when not running under the executor."""
     global _metrics_pipe
     fd_text = os.environ.get(METRICS_FD_VAR, "")
     if not fd_text.isdigit():
@@ -169,9 +299,8 @@ def _open_metrics_pipe() -> IO[str] | None:
     fd = int(fd_text)
     if not _is_metrics_pipe(fd):
         return None
-    stream = os.fdopen(fd, "w", buffering=1, encoding="utf-8", closefd=False)
-    _metrics_pipe = (key, stream)
-    return stream
+    _metrics_pipe = (key, fd)
+    return fd
 
 
 def _is_metrics_pipe(fd: int) -> bool:

@@ -6,8 +6,12 @@ import ast
 import json
 import math
 import os
+import select
+import signal
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +51,7 @@ class MetricsPipe:
             self.chunks.append(chunk)
 
     def close(self) -> list[dict]:
+        context.flush_metrics()
         os.close(self.write_fd)
         self.thread.join(5)
         os.close(self.read_fd)
@@ -146,6 +151,102 @@ def test_metrics_from_many_threads_arrive_whole(metrics_pipe: MetricsPipe) -> No
     for worker in range(8):
         steps = [p["step"] for p in points if p["key"] == f"worker-{worker}"]
         assert steps == list(range(300))
+
+
+def test_a_point_is_written_by_the_timer_without_a_flush(metrics_pipe: MetricsPipe) -> None:
+    context.log_metric("loss", 0.5, step=1)
+    deadline = time.monotonic() + 5
+    while not metrics_pipe.chunks and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert b"".join(metrics_pipe.chunks).count(b"\n") == 1
+
+
+def test_writes_are_whole_lines_of_at_most_pipe_buf_bytes(
+        metrics_pipe: MetricsPipe, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pipe writes that much atomically, so no other writer's line can come between.
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def spy(fd: int, data: bytes) -> int:
+        if fd == metrics_pipe.write_fd:
+            writes.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", spy)
+    for i in range(3000):
+        context.log_metric("k" * (i % 200 + 1), float(i), step=i)
+    context.flush_metrics()
+    assert len(metrics_pipe.close()) == 3000
+    assert writes and all(len(w) <= select.PIPE_BUF and w.endswith(b"\n") for w in writes)
+
+
+def test_forked_processes_write_whole_lines_and_never_each_others_buffer(
+        metrics_pipe: MetricsPipe) -> None:
+    context.log_metric("parent", 1.0)  # still buffered when the children are forked
+    children = []
+    for child in range(4):
+        pid = os.fork()
+        if pid == 0:  # never returns into pytest, whatever happens
+            code = 1
+            try:
+                for i in range(2500):
+                    context.log_metric(f"child-{child}", float(i), step=i)
+                context.flush_metrics()
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    for pid in children:
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    points = metrics_pipe.close()  # every line parses: none was cut by another's
+    assert [p["key"] for p in points].count("parent") == 1
+    for child in range(4):
+        assert [p["step"] for p in points if p["key"] == f"child-{child}"] == list(range(2500))
+
+
+def run_as_a_step(script: str, pipe: MetricsPipe, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Runs `script` in an interpreter of its own that has runner.context alone and the pipe,
+    as the executor starts a step."""
+    package = tmp_path / "runner"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "context.py").write_text(Path(context.__file__).read_text())
+    return subprocess.run([sys.executable, "-c", script], pass_fds=[pipe.write_fd],
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True,
+                          check=False)
+
+
+STEP_SCRIPT = """
+import os, signal, sys
+from runner import context
+for i in range(2500):
+    context.log_metric("loss", float(i), step=i)
+{ending}
+"""
+
+
+@pytest.mark.parametrize(("ending", "exit_code"), [
+    ("", 0),
+    ("raise RuntimeError('after the points')", 1),
+    ("sys.exit(3)", 3),
+    ("context.flush_metrics(); os._exit(4)", 4),
+])
+def test_a_process_that_ends_writes_every_buffered_point(
+        metrics_pipe: MetricsPipe, tmp_path: Path, ending: str, exit_code: int) -> None:
+    child = run_as_a_step(STEP_SCRIPT.format(ending=ending), metrics_pipe, tmp_path)
+    assert child.returncode == exit_code, child.stderr
+    assert [p["step"] for p in metrics_pipe.close()] == list(range(2500))
+
+
+def test_a_process_killed_after_a_flush_wrote_what_it_flushed_and_whole_lines(
+        metrics_pipe: MetricsPipe, tmp_path: Path) -> None:
+    ending = ("context.flush_metrics()\n"
+              "for i in range(2500, 2800): context.log_metric('loss', float(i), step=i)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)")
+    child = run_as_a_step(STEP_SCRIPT.format(ending=ending), metrics_pipe, tmp_path)
+    assert child.returncode == -signal.SIGKILL
+    steps = [p["step"] for p in metrics_pipe.close()]
+    assert 2500 <= len(steps) <= 2800 and steps == list(range(len(steps)))
 
 
 @pytest.mark.parametrize(("key", "value", "step"), [
