@@ -713,10 +713,7 @@ class Reporter(RecordingSink):
     def contact_until(self) -> float:
         return math.inf
 
-    handed_over = None  # the server hands no next step over
-
-    def finish(self, failure: dict[str, Any] | None, outputs: dict[str, Any],
-               hand_over: bool = False) -> None:
+    def finish(self, failure: dict[str, Any] | None, outputs: dict[str, Any]) -> None:
         self.failure = failure
 
 
