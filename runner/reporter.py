@@ -68,8 +68,10 @@ class StepReporter:
         self.job = job
         self.claim_id = uuid.uuid4().hex
         self._url = f"{job['server_url'].rstrip('/')}/api/worker/steps/{job['step_run_id']}/events/"
-        self._headers = {"Authorization": f"StepToken {job['token']}"}
+        self._headers = {"Authorization": f"StepToken {job['token']}",
+                         "Content-Type": "application/json"}
         self._client = client or shared_client()
+        self._attempt_json = json.dumps(job["attempt_id"])
         self._clock = clock
         # A worker that cannot reach the server stops its step before anyone retries it (R4).
         self._lost_contact_after_s = lost_contact_after_s or job["lost_contact_s"]
@@ -79,7 +81,9 @@ class StepReporter:
         self._next_line = 1
         self._next_point = 1
         self._next_seq = 1
-        self._outbox: list[dict[str, Any]] = []  # events formed but not yet acknowledged
+        # Events formed but not yet acknowledged, as JSON: each is encoded once, however
+        # often it is sent, and its size is known when reports are cut.
+        self._outbox: list[str] = []
         self._last_contact = clock()
         self._last_sent = 0.0
         self.cancel_requested = False
@@ -176,10 +180,10 @@ class StepReporter:
             except ServerUnavailable:
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
 
-    def _event(self, type_: str, **fields: Any) -> dict[str, Any]:
+    def _event(self, type_: str, **fields: Any) -> str:
         event = {"type": type_, "seq": self._next_seq, "time": time.time(), **fields}
         self._next_seq += 1
-        return event
+        return json.dumps(event)
 
     def _form_events(self) -> None:
         with self._lock:
@@ -211,14 +215,14 @@ class StepReporter:
     def _send_once(self) -> None:
         batch, size = [], 0
         for event in self._outbox[:MAX_EVENTS_PER_REPORT]:
-            size += len(json.dumps(event))
+            size += len(event)
             if batch and size > MAX_REPORT_BYTES:
                 break
             batch.append(event)
-        body = {"attempt_id": self.job["attempt_id"], "events": batch}
+        body = f'{{"attempt_id": {self._attempt_json}, "events": [{",".join(batch)}]}}'
         sent_at = self._clock()
         try:
-            response = self._client.post(self._url, json=body, headers=self._headers)
+            response = self._client.post(self._url, content=body.encode(), headers=self._headers)
         except httpx.HTTPError as exc:
             raise ServerUnavailable(str(exc)) from exc
         self._last_sent = self._clock()
