@@ -111,7 +111,7 @@ def _cut(line: str) -> str:
 def parse_metric(text: str) -> tuple[str, float, int | None, float] | None:
     """A metric line as written by context.log_metric, or None when it is malformed."""
     try:
-        data = json.loads(text)
+        data = _loads(text)
         key, value, step = data["key"], data["value"], data.get("step")
         if not isinstance(key, str) or not key or len(key) > context.MAX_METRIC_KEY_CHARS:
             return None
@@ -125,9 +125,22 @@ def parse_metric(text: str) -> tuple[str, float, int | None, float] | None:
         return None
 
 
+_scan_once = json.JSONDecoder().scan_once
+
+
+def _loads(text: str) -> Any:
+    """json.loads(text), in half the time for a line that is one JSON value and nothing else
+    (as context.log_metric writes them): json.loads matches whitespace around it twice."""
+    try:
+        data, end = _scan_once(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)  # raises as json.loads does
+    return data if end == len(text) else json.loads(text)
+
+
 def _is_finite_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    # By type: JSON gives exactly int, float or bool, and a bool is no number here.
+    return type(value) in (int, float) and math.isfinite(value)
 
 
 def start_reader(step: StepProcess, stream: StreamSink) -> threading.Thread:
