@@ -1,6 +1,13 @@
-"""Runs, step runs, and what steps report: log lines and metric points."""
+"""Runs, step runs, and what steps report: log lines and metric points.
+
+The methods that change a run or a step change that one row, as the run engine tells them
+(runs/engine, after `runner.transitions` decided); the caller holds the run's lock (R10).
+"""
 
 from __future__ import annotations
+
+import uuid
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -67,6 +74,30 @@ class Run(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in ("succeeded", "failed", "canceled")
+
+    def start(self) -> None:
+        """The run is running: a step started or was reused."""
+        self.status = "running"
+        self.started_at = timezone.now()
+        self.save(update_fields=["status", "started_at"])
+
+    def finish(self, status: str) -> bool:
+        """End the run in `status`; False (and nothing changed) if it had ended already."""
+        if self.is_finished:
+            return False
+        self.status = status
+        self.finished_at = timezone.now()
+        self.started_at = self.started_at or self.finished_at
+        self.save(update_fields=["status", "finished_at", "started_at"])
+        return True
+
+    def request_cancel(self) -> bool:
+        """Mark the run canceling; False (and nothing changed) if it ended or is canceling."""
+        if self.is_finished or self.canceling:
+            return False
+        self.canceling = True
+        self.save(update_fields=["canceling"])
+        return True
 
 
 class RunTag(models.Model):
@@ -141,6 +172,80 @@ class StepRun(models.Model):
     @property
     def cancel_requested(self) -> bool:
         return self.cancel_requested_at is not None
+
+    def queue_attempt(self, attempt: int) -> None:
+        """Queue attempt number `attempt` under a fresh id; the caller sends its job on commit."""
+        self.state = "queued"
+        self.attempt = attempt
+        self.attempt_id = uuid.uuid4().hex
+        self.claim = ""
+        self.queued_at = timezone.now()
+        self.dispatched_at = None
+        self.started_at = self.finished_at = self.last_heartbeat_at = None
+        self.worker, self.pid, self.exit_code = "", None, None
+        self.error = self.traceback = ""
+        self.save()
+
+    def reuse_from(self, earlier: StepRun) -> None:
+        """Take the outputs of an identical step that succeeded earlier, instead of running."""
+        self.state = "reused"
+        self.outputs = earlier.outputs
+        self.reused_from = earlier
+        self.reason = f"reused the outputs of run {earlier.run_id} (step {earlier.node})"
+        self.started_at = self.finished_at = timezone.now()
+        self.save()
+
+    def claim_attempt(self, claim: str, worker: str, pid: int | None) -> None:
+        """A worker's delivery `claim` took the current attempt: it is running."""
+        self.state = "running"
+        self.claim, self.worker, self.pid = claim, worker, pid
+        self.started_at = self.last_heartbeat_at = timezone.now()
+        self.save(update_fields=["state", "claim", "worker", "pid", "started_at",
+                                 "last_heartbeat_at"])
+
+    def finish_attempt(self, state: str, outputs: dict[str, str]) -> None:
+        """The current attempt ended in `state` with `outputs` (port -> artifact digest)."""
+        self.outputs = outputs
+        self.exit_code = 0
+        self.state, self.finished_at = state, timezone.now()
+        self.save(update_fields=["outputs", "exit_code", "state", "finished_at"])
+
+    def end(self, state: str, error: str, *, exit_code: int | None = None,
+            traceback: str = "") -> None:
+        """End the step in `state` (failed, skipped, canceled), saying why in `error`."""
+        self.state, self.error = state, error
+        self.exit_code, self.traceback = exit_code, traceback
+        self.finished_at = timezone.now()
+        self.save(update_fields=["state", "error", "exit_code", "traceback", "finished_at"])
+
+    def retry(self, attempt: int, *, error: str, exit_code: int | None = None,
+              traceback: str = "", stops_at: datetime | None = None) -> None:
+        """End the current attempt as failed and queue attempt number `attempt`. The failed
+        attempt is summed up in `attempts` (with `stops_at`, when its processes are gone for
+        sure, for a lost one: R16) and in the log; the caller sends the new job on commit."""
+        self.error, self.exit_code, self.traceback = error, exit_code, traceback
+        self.finished_at = timezone.now()
+        summary = {"attempt": self.attempt, "error": error, "exit_code": exit_code,
+                   "worker": self.worker,
+                   "started_at": self.started_at.isoformat() if self.started_at else None,
+                   "finished_at": self.finished_at.isoformat()}
+        if stops_at is not None:
+            summary["stops_at"] = stops_at.isoformat()
+        self.attempts = [*self.attempts, summary]
+        self.log_system_line(f"attempt {self.attempt} failed: {error}; retrying")
+        self.queue_attempt(attempt)
+
+    def request_cancel(self) -> None:
+        """Ask the worker running the step to stop it (told in the reply to its next report)."""
+        self.cancel_requested_at = timezone.now()
+        self.save(update_fields=["cancel_requested_at"])
+
+    def log_system_line(self, text: str) -> None:
+        """A line from the server itself in the current attempt's log (lost worker, retry)."""
+        taken = LogLine.objects.filter(step_run=self, attempt=self.attempt,
+                                       index__gte=LogLine.SYSTEM_INDEX_BASE).count()
+        LogLine.objects.create(step_run=self, attempt=self.attempt, stream="system", text=text,
+                               index=LogLine.SYSTEM_INDEX_BASE + taken, time=timezone.now())
 
 
 class LogLine(models.Model):

@@ -7,16 +7,15 @@ decides is applied; jobs leave for the broker and events for browsers only after
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.utils import timezone
 
 from pipelines_ui.registry.services import start_problem
 from pipelines_ui.runs.engine.dispatch import input_artifacts, send_on_commit
 from pipelines_ui.runs.engine.events import Changes
 from pipelines_ui.runs.engine.frozen_spec import FrozenSpec, frozen_spec
+from pipelines_ui.runs.engine.handover import HandOver
 from pipelines_ui.runs.engine.locks import locked_run
 from pipelines_ui.runs.engine.reuse import fingerprint_step, previous_parts, reusable_steps
 from pipelines_ui.runs.models import Run, StepRun
@@ -30,7 +29,7 @@ def advance_run(run_id: int) -> None:
         advance(locked_run(run_id))
 
 
-def advance(run: Run, *changed: StepRun) -> None:
+def advance(run: Run, *changed: StepRun, hand_over: HandOver | None = None) -> None:
     """With the run row locked: act on `next_actions` until nothing is left to do.
 
     Every step row is locked, but only the states are read; a step is loaded whole only when
@@ -39,7 +38,8 @@ def advance(run: Run, *changed: StepRun) -> None:
     few queries for the lot: a fan-out's root queues hundreds of children at once.
 
     The events of the `changed` steps go out first, and so before the run's final event: a
-    client that trusts the order never sees a run end before its last step does.
+    client that trusts the order never sees a run end before its last step does. A step made
+    ready may be handed to the worker slot that asked for one (`hand_over`) instead of sent.
     """
     frozen = frozen_spec(run)
     views = {
@@ -61,7 +61,7 @@ def advance(run: Run, *changed: StepRun) -> None:
         steps.load([action.node for action in actions
                     if not isinstance(action, transitions.FinishRun)]
                    + [parent for node in ready for parent in frozen.parents[node]])
-        _start_steps(run, frozen, [steps[node] for node in ready], steps)
+        _start_steps(run, frozen, [steps[node] for node in ready], steps, hand_over)
         for action in actions:
             _apply(run, action, steps, views, changes)
     mark_running(run, views, changes)
@@ -72,16 +72,16 @@ def _apply(run: Run, action: transitions.Action, steps: StepLoader,
            views: dict[str, transitions.StepView], changes: Changes) -> None:
     """Apply one action of `next_actions` (a Ready step was started already)."""
     if isinstance(action, transitions.FinishRun):
-        _finish_run(run, action.status, changes)
+        if run.finish(action.status):
+            changes.run(run)
         return
     step = steps[action.node]
     if isinstance(action, transitions.Skip):
-        end_step(step, "skipped", action.reason)
+        step.end("skipped", action.reason)
     elif isinstance(action, transitions.Cancel):
-        end_step(step, "canceled", "canceled")
+        step.end("canceled", "canceled")
     elif isinstance(action, transitions.RequestCancel):
-        step.cancel_requested_at = timezone.now()
-        step.save(update_fields=["cancel_requested_at"])
+        step.request_cancel()
     views[step.node] = step_view(step)
     changes.step(step)
 
@@ -94,11 +94,12 @@ class StepLoader(dict):
         self.run = run
 
     def load(self, nodes: Iterable[str]) -> None:
-        """Load those of `nodes` not loaded yet, in one query."""
+        """Load those of `nodes` not loaded yet, in two queries (with their targets' workers,
+        which a queued step's event reads for its `waiting`)."""
         missing = {node for node in nodes if node not in self}
         if missing:
-            for step in StepRun.objects.select_related("compute_target").filter(
-                    run=self.run, node__in=missing):
+            for step in StepRun.objects.select_related("compute_target").prefetch_related(
+                    "compute_target__workers").filter(run=self.run, node__in=missing):
                 self._keep(step)
 
     def __missing__(self, node: str) -> StepRun:
@@ -115,7 +116,8 @@ def step_view(step: StepRun) -> transitions.StepView:
     return transitions.StepView(step.state, step.attempt, step.cancel_requested)
 
 
-def _start_steps(run: Run, frozen: FrozenSpec, ready: list[StepRun], steps: StepLoader) -> None:
+def _start_steps(run: Run, frozen: FrozenSpec, ready: list[StepRun], steps: StepLoader,
+                 hand_over: HandOver | None = None) -> None:
     """Ready steps: each reuses an earlier identical step's outputs, or queues a new attempt.
     The queries are made for all of them at once; the jobs leave together after commit."""
     for step in ready:
@@ -132,13 +134,15 @@ def _start_steps(run: Run, frozen: FrozenSpec, ready: list[StepRun], steps: Step
     for step in startable:
         earlier = reusable.get(step.fingerprint) if step.node in may_reuse else None
         if earlier is not None:
-            reuse(step, earlier)
+            step.reuse_from(earlier)
             continue
         step.reason = ("reuse is off for this run" if not run.allow_reuse else
                        "reuse is off for this node" if step.node not in may_reuse else
                        "; ".join(explain_changes(previous.get(step.node), step.fingerprint_parts)))
-        new_attempt(step, attempt=step.attempt + 1)
+        step.queue_attempt(step.attempt + 1)
         queued.append(step)
+    if hand_over is not None:
+        queued = hand_over.take(run, queued, artifacts)
     send_on_commit(queued, artifacts)
 
 
@@ -149,7 +153,7 @@ def _may_start(run: Run, frozen: FrozenSpec, step: StepRun) -> bool:
     if problem is None:
         return True
     step.save()
-    end_step(step, "failed", problem)
+    step.end("failed", problem)
     return False
 
 
@@ -162,52 +166,9 @@ def _link_consumed(steps: list[StepRun], artifacts: dict) -> None:
         ignore_conflicts=True)
 
 
-def reuse(step: StepRun, earlier: StepRun) -> None:
-    now = timezone.now()
-    step.state = "reused"
-    step.outputs = earlier.outputs
-    step.reused_from = earlier
-    step.reason = f"reused the outputs of run {earlier.run_id} (step {earlier.node})"
-    step.started_at = step.finished_at = now
-    step.save()
-
-
-def new_attempt(step: StepRun, attempt: int) -> None:
-    """Queue attempt number `attempt` under a fresh id; the caller sends it on commit."""
-    step.state = "queued"
-    step.attempt = attempt
-    step.attempt_id = uuid.uuid4().hex
-    step.claim = ""
-    step.queued_at = timezone.now()
-    step.dispatched_at = None
-    step.started_at = step.finished_at = step.last_heartbeat_at = None
-    step.worker, step.pid, step.exit_code = "", None, None
-    step.error = step.traceback = ""
-    step.save()
-
-
-def end_step(step: StepRun, state: str, error: str) -> None:
-    step.state = state
-    step.error = error
-    step.finished_at = timezone.now()
-    step.save(update_fields=["state", "error", "finished_at"])
-
-
-def _finish_run(run: Run, status: str, changes: Changes) -> None:
-    if run.is_finished:
-        return
-    run.status = status
-    run.finished_at = timezone.now()
-    run.started_at = run.started_at or run.finished_at
-    run.save(update_fields=["status", "finished_at", "started_at"])
-    changes.run(run)
-
-
 def mark_running(run: Run, views: dict[str, transitions.StepView], changes: Changes) -> None:
     """A run is running once a step started or was reused; queued steps alone keep it queued."""
     if run.status == "queued" and any(v.state not in ("pending", "queued")
                                       for v in views.values()):
-        run.status = "running"
-        run.started_at = timezone.now()
-        run.save(update_fields=["status", "started_at"])
+        run.start()
         changes.run(run)

@@ -14,10 +14,11 @@ from django.utils import timezone
 from pipelines_ui.data.models import Artifact
 from pipelines_ui.registry.services import record_step_success
 from pipelines_ui.runs.broadcast import broadcast
-from pipelines_ui.runs.engine.advance import advance, mark_running, new_attempt, step_view
+from pipelines_ui.runs.engine.advance import advance, mark_running, step_view
 from pipelines_ui.runs.engine.dispatch import send_on_commit, step_token
-from pipelines_ui.runs.engine.events import Changes, iso, step_event
+from pipelines_ui.runs.engine.events import Changes, step_event
 from pipelines_ui.runs.engine.frozen_spec import node_policy
+from pipelines_ui.runs.engine.handover import HandOver
 from pipelines_ui.runs.engine.locks import lock_step
 from pipelines_ui.runs.models import LogLine, MetricPoint, Run, StepRun
 from runner import transitions
@@ -53,9 +54,10 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
         # The server ended this attempt (lost, canceled): the worker must stop its step (R3).
         # A replayed final report still goes through, to be answered as a duplicate.
         raise AttemptStale(f"step {step.node} is already {step.state}")
-    cancel = _apply_events(step, attempt_id, report["events"])
-    if ends:
-        return {"ok": True, "cancel": False}  # nothing left to cancel or to keep alive
+    hand_over = HandOver.asked_by(step, report["events"]) if ends else None
+    cancel = _apply_events(step, attempt_id, report["events"], hand_over)
+    if ends:  # nothing left to cancel or to keep alive; perhaps the next step
+        return {"ok": True, "cancel": False, **(hand_over.reply() if hand_over else {})}
     if not any(event["type"] == "started" for event in report["events"]):
         StepRun.objects.filter(pk=step.pk, attempt_id=attempt_id, state="running").update(
             last_heartbeat_at=timezone.now())
@@ -67,7 +69,7 @@ def _current_step(step_run_id: int, attempt_id: str) -> StepRun:
     """The step as far as a report needs it; AttemptStale unless `attempt_id` is current."""
     try:
         step = StepRun.objects.only("run_id", "node", "state", "attempt", "attempt_id",
-                                    "cancel_requested_at").get(pk=step_run_id)
+                                    "cancel_requested_at", "compute_target").get(pk=step_run_id)
     except StepRun.DoesNotExist:
         step = None
     if step is None or step.attempt_id != attempt_id:
@@ -75,7 +77,8 @@ def _current_step(step_run_id: int, attempt_id: str) -> StepRun:
     return step
 
 
-def _apply_events(step: StepRun, attempt_id: str, events: list[dict[str, Any]]) -> bool:
+def _apply_events(step: StepRun, attempt_id: str, events: list[dict[str, Any]],
+                  hand_over: HandOver | None = None) -> bool:
     """Store the lines and points, apply the state events in order; returns whether the step
     is asked to stop."""
     cancel = step.cancel_requested
@@ -89,7 +92,7 @@ def _apply_events(step: StepRun, attempt_id: str, events: list[dict[str, Any]]) 
         elif kind != "heartbeat":
             broadcast(step.run_id, *stored)
             stored.clear()
-            cancel = _apply_state_event(step, attempt_id, event)
+            cancel = _apply_state_event(step, attempt_id, event, hand_over)
     broadcast(step.run_id, *stored)
     return cancel
 
@@ -127,7 +130,8 @@ def _store_points(step: StepRun, event: dict[str, Any]) -> dict[str, Any]:
             "points": event["points"]}
 
 
-def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any]) -> bool:
+def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any],
+                       hand_over: HandOver | None = None) -> bool:
     """Apply a started, finished or failed event; returns whether the step is asked to stop."""
     with transaction.atomic():
         run, step = lock_step(reported.pk, reported.run_id)
@@ -148,7 +152,7 @@ def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any]
             mark_running(run, {step.node: step_view(step)}, changes)
             changes.publish_on_commit()
         else:
-            advance(run, step)
+            advance(run, step, hand_over=hand_over)
         return step.cancel_requested
 
 
@@ -163,35 +167,23 @@ def _transition_event(step: StepRun, event: dict[str, Any]):
 
 def _record_event(run: Run, step: StepRun, event: dict[str, Any],
                   outcome: transitions.StepOutcome) -> None:
-    now = timezone.now()
     kind = event["type"]
     if kind == "started":
-        step.state = "running"
-        step.claim = event["claim"]
-        step.worker = event["worker"]
-        step.pid = event["pid"]
-        step.started_at = step.last_heartbeat_at = now
-        step.save(update_fields=["state", "claim", "worker", "pid", "started_at",
-                                 "last_heartbeat_at"])
-        return
-    if kind == "finished":
-        step.outputs = _record_outputs(run, step, event["outputs"])
-        step.exit_code = 0
-        step.state, step.finished_at = outcome.step.state, now
-        step.save(update_fields=["outputs", "exit_code", "state", "finished_at"])
+        step.claim_attempt(event["claim"], event["worker"], event["pid"])
+    elif kind == "finished":
+        step.finish_attempt(outcome.step.state, _record_outputs(run, step, event["outputs"]))
         record_step_success(run, step)  # registers or deploys, for the registry's steps
-        return
-    step.exit_code = event.get("exit_code")
-    step.error = event.get("message") or event["reason"]
-    step.traceback = event.get("traceback", "")
-    step.finished_at = now
-    if outcome.effect == "retry":
-        archive_attempt(step)
-        new_attempt(step, attempt=outcome.step.attempt)
+    elif outcome.effect == "retry":
+        step.retry(outcome.step.attempt, **_failure(event))
         send_on_commit([step])
     else:
-        step.state = outcome.step.state
-        step.save(update_fields=["exit_code", "error", "traceback", "finished_at", "state"])
+        step.end(outcome.step.state, **_failure(event))
+
+
+def _failure(event: dict[str, Any]) -> dict[str, Any]:
+    """What a failed event says about its attempt, as `StepRun.end` and `retry` take it."""
+    return {"error": event.get("message") or event["reason"],
+            "exit_code": event.get("exit_code"), "traceback": event.get("traceback", "")}
 
 
 def _record_outputs(run: Run, step: StepRun, outputs: dict[str, Any]) -> dict[str, str]:
@@ -201,20 +193,3 @@ def _record_outputs(run: Run, step: StepRun, outputs: dict[str, Any]) -> dict[st
         ignore_conflicts=True,  # content-addressed: the same tree may exist already
     )
     return {port: ref["digest"] for port, ref in outputs.items()}
-
-
-def archive_attempt(step: StepRun) -> None:
-    step.attempts = [*step.attempts, {
-        "attempt": step.attempt, "error": step.error, "exit_code": step.exit_code,
-        "worker": step.worker, "started_at": iso(step.started_at),
-        "finished_at": iso(step.finished_at),
-    }]
-    write_system_line(step, f"attempt {step.attempt} failed: {step.error}; retrying")
-
-
-def write_system_line(step: StepRun, text: str) -> None:
-    """A line from the server itself in the step's log (lost worker, retry, cancel)."""
-    taken = LogLine.objects.filter(step_run=step, attempt=step.attempt,
-                                   index__gte=LogLine.SYSTEM_INDEX_BASE).count()
-    LogLine.objects.create(step_run=step, attempt=step.attempt, stream="system", text=text,
-                           index=LogLine.SYSTEM_INDEX_BASE + taken, time=timezone.now())

@@ -18,10 +18,9 @@ from django.utils import timezone
 
 from pipelines_ui.compute.models import Worker
 from pipelines_ui.runs.broker_restarts import broker_restarted
-from pipelines_ui.runs.engine.advance import advance, end_step, new_attempt, step_view
+from pipelines_ui.runs.engine.advance import advance, step_view
 from pipelines_ui.runs.engine.dispatch import dispatch, lost_contact_s, send_on_commit
 from pipelines_ui.runs.engine.frozen_spec import node_policy
-from pipelines_ui.runs.engine.ingest import archive_attempt, write_system_line
 from pipelines_ui.runs.engine.locks import lock_step
 from pipelines_ui.runs.models import StepRun
 from pipelines_ui.runs.waiting import lost_attempt_stops_at
@@ -74,20 +73,15 @@ def mark_attempt_lost(step_run_id: int, attempt_id: str, reason: str) -> bool:
             step_view(step), transitions.Lost(step.attempt), node_policy(run, step.node))
         if outcome.effect not in ("applied", "retry"):
             return False
-        write_system_line(step, f"attempt {step.attempt} lost: {reason}")
-        step.error = reason
-        step.finished_at = timezone.now()
+        step.log_system_line(f"attempt {step.attempt} lost: {reason}")
         if outcome.effect == "retry":
             stops_at = _lost_attempt_stops_at(step)
-            gone = stops_at <= step.finished_at
-            archive_attempt(step)
-            step.attempts[-1]["stops_at"] = stops_at.isoformat()
-            new_attempt(step, attempt=outcome.step.attempt)
+            gone = stops_at <= timezone.now()
+            step.retry(outcome.step.attempt, error=reason, stops_at=stops_at)
             if gone:  # else the reconciler sends it once the lost attempt is gone (R16)
                 send_on_commit([step])
         else:
-            step.state = outcome.step.state
-            step.save()
+            step.end(outcome.step.state, reason)
         advance(run, step)
     return True
 
@@ -97,7 +91,7 @@ def _lost_attempt_stops_at(step: StepRun) -> datetime:
     at most lost_contact_s after the last report the server took, and the step's supervisor
     has ended the process group STOPPED_WITHIN_S after that, even if the worker is frozen
     (runner.step_launch). Its retry is not sent before (R16)."""
-    last_contact = step.last_heartbeat_at or step.started_at or step.finished_at
+    last_contact = step.last_heartbeat_at or step.started_at or timezone.now()
     return last_contact + timedelta(seconds=lost_contact_s() + step_launch.STOPPED_WITHIN_S)
 
 
@@ -154,8 +148,8 @@ def _renew_attempt_id(step_run_id: int, attempt_id: str, why: str) -> bool:
         _, step = lock_step(step_run_id)
         if step.state != "queued" or step.attempt_id != attempt_id:
             return False
-        write_system_line(step, why)
-        new_attempt(step, attempt=step.attempt)
+        step.log_system_line(why)
+        step.queue_attempt(step.attempt)
         send_on_commit([step])
     return True
 
@@ -170,7 +164,7 @@ def _force_cancel(now: datetime, report: ReconcileReport) -> None:
             run, step = lock_step(step_run_id)
             if step.state not in ("queued", "running"):
                 continue
-            write_system_line(step, "canceled: the worker did not confirm in time")
-            end_step(step, "canceled", "canceled (the worker did not confirm in time)")
+            step.log_system_line("canceled: the worker did not confirm in time")
+            step.end("canceled", "canceled (the worker did not confirm in time)")
             advance(run, step)
         report.cancel_forced.append(step_run_id)

@@ -18,7 +18,7 @@ from pipelines_ui.data.models import Artifact
 from pipelines_ui.pipelines.models import Endpoint, Pipeline, PipelineVersion, Schedule
 from pipelines_ui.pipelines.services import SpecInvalid, check_spec, component_registry
 from pipelines_ui.registry.services import registry_inputs
-from pipelines_ui.runs.engine.advance import advance, advance_run, reuse
+from pipelines_ui.runs.engine.advance import advance, advance_run
 from pipelines_ui.runs.engine.dispatch import snapshot_digest
 from pipelines_ui.runs.engine.locks import locked_run
 from pipelines_ui.runs.engine.reuse import (
@@ -77,7 +77,7 @@ def submit_run(
             for node in spec.nodes
         ])
         for step in run.steps.filter(node__in=carried):
-            reuse(step, carried[step.node])
+            step.reuse_from(carried[step.node])
         advance_run(run.pk)
     run.refresh_from_db()
     return run
@@ -194,9 +194,7 @@ def cancel_run(run_id: int) -> Run:
     their worker (told in the reply to its next report), or by the reconciler after a timeout."""
     with transaction.atomic():
         run = locked_run(run_id)
-        if not run.is_finished and not run.canceling:
-            run.canceling = True
-            run.save(update_fields=["canceling"])
+        if run.request_cancel():
             advance(run)
     run.refresh_from_db()
     return run
