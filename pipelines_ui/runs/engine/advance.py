@@ -15,7 +15,6 @@ from pipelines_ui.registry.services import start_problem
 from pipelines_ui.runs.engine.dispatch import input_artifacts, send_on_commit
 from pipelines_ui.runs.engine.events import Changes
 from pipelines_ui.runs.engine.frozen_spec import FrozenSpec, frozen_spec
-from pipelines_ui.runs.engine.handover import HandOver
 from pipelines_ui.runs.engine.locks import locked_run
 from pipelines_ui.runs.engine.reuse import fingerprint_step, previous_parts, reusable_steps
 from pipelines_ui.runs.models import Run, StepRun
@@ -29,7 +28,7 @@ def advance_run(run_id: int) -> None:
         advance(locked_run(run_id))
 
 
-def advance(run: Run, *changed: StepRun, hand_over: HandOver | None = None) -> None:
+def advance(run: Run, *changed: StepRun) -> None:
     """With the run row locked: act on `next_actions` until nothing is left to do.
 
     Every step row is locked, but only the states are read; a step is loaded whole only when
@@ -38,8 +37,7 @@ def advance(run: Run, *changed: StepRun, hand_over: HandOver | None = None) -> N
     few queries for the lot: a fan-out's root queues hundreds of children at once.
 
     The events of the `changed` steps go out first, and so before the run's final event: a
-    client that trusts the order never sees a run end before its last step does. A step made
-    ready may be handed to the worker slot that asked for one (`hand_over`) instead of sent.
+    client that trusts the order never sees a run end before its last step does.
     """
     frozen = frozen_spec(run)
     views = {
@@ -61,7 +59,7 @@ def advance(run: Run, *changed: StepRun, hand_over: HandOver | None = None) -> N
         steps.load([action.node for action in actions
                     if not isinstance(action, transitions.FinishRun)]
                    + [parent for node in ready for parent in frozen.parents[node]])
-        _start_steps(run, frozen, [steps[node] for node in ready], steps, hand_over)
+        _start_steps(run, frozen, [steps[node] for node in ready], steps)
         for action in actions:
             _apply(run, action, steps, views, changes)
     mark_running(run, views, changes)
@@ -94,12 +92,11 @@ class StepLoader(dict):
         self.run = run
 
     def load(self, nodes: Iterable[str]) -> None:
-        """Load those of `nodes` not loaded yet, in two queries (with their targets' workers,
-        which a queued step's event reads for its `waiting`)."""
+        """Load those of `nodes` not loaded yet, in one query."""
         missing = {node for node in nodes if node not in self}
         if missing:
-            for step in StepRun.objects.select_related("compute_target").prefetch_related(
-                    "compute_target__workers").filter(run=self.run, node__in=missing):
+            for step in StepRun.objects.select_related("compute_target").filter(
+                    run=self.run, node__in=missing):
                 self._keep(step)
 
     def __missing__(self, node: str) -> StepRun:
@@ -116,8 +113,7 @@ def step_view(step: StepRun) -> transitions.StepView:
     return transitions.StepView(step.state, step.attempt, step.cancel_requested)
 
 
-def _start_steps(run: Run, frozen: FrozenSpec, ready: list[StepRun], steps: StepLoader,
-                 hand_over: HandOver | None = None) -> None:
+def _start_steps(run: Run, frozen: FrozenSpec, ready: list[StepRun], steps: StepLoader) -> None:
     """Ready steps: each reuses an earlier identical step's outputs, or queues a new attempt.
     The queries are made for all of them at once; the jobs leave together after commit."""
     for step in ready:
@@ -141,8 +137,6 @@ def _start_steps(run: Run, frozen: FrozenSpec, ready: list[StepRun], steps: Step
                        "; ".join(explain_changes(previous.get(step.node), step.fingerprint_parts)))
         step.queue_attempt(step.attempt + 1)
         queued.append(step)
-    if hand_over is not None:
-        queued = hand_over.take(run, queued, artifacts)
     send_on_commit(queued, artifacts)
 
 
