@@ -10,10 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Prefetch
 from django.urls import path
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -34,11 +31,9 @@ from rest_framework.views import APIView
 
 from pipelines_ui.api_base import (
     QueryFilters,
-    StrictModelSerializer,
     StrictSerializer,
     parse_id,
     token_of,
-    workspaces,
 )
 from pipelines_ui.compute.services import record_worker_heartbeat, target_for_worker_key
 from pipelines_ui.runs.engine import (
@@ -49,8 +44,14 @@ from pipelines_ui.runs.engine import (
     ingest_report,
     rerun,
 )
-from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
-from pipelines_ui.runs.waiting import waiting
+from pipelines_ui.runs.models import LogLine, MetricPoint, Run
+from pipelines_ui.runs.queries import visible_runs
+from pipelines_ui.runs.serializers import (
+    RUN_JOINS,
+    STEPS,
+    RunDetailSerializer,
+    RunSerializer,
+)
 from pipelines_ui.runs.worker_auth import StepTokenForeign, check_report_credential
 from runner.messages import MessageError, parse_worker_heartbeat
 
@@ -138,93 +139,6 @@ worker_urls = [
 # --- Runs (people, scripts and the SDK) ------------------------------------------------------
 
 
-class TagsField(serializers.ListField):
-    """A run's tags as a list of names (read from the prefetched rows)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(child=serializers.CharField(max_length=64, allow_blank=False),
-                         max_length=50, **kwargs)
-
-    def get_attribute(self, instance: Run) -> list[str]:
-        return sorted(tag.name for tag in instance.tags.all())
-
-
-class StepRunSerializer(serializers.ModelSerializer):
-    compute_target = serializers.CharField(source="compute_target.name", allow_null=True,
-                                           read_only=True)
-    reused_from_run = serializers.IntegerField(source="reused_from.run_id", allow_null=True,
-                                               read_only=True, help_text="The run whose step "
-                                               "this one reused.")
-    waiting = serializers.SerializerMethodField(
-        help_text="What a queued step waits for and how long it has, such as \"waiting for a "
-        "worker on gpu for 2 m 05 s\"; null when it waits on nothing it lacks.")
-    waiting_kind = serializers.SerializerMethodField(
-        help_text="What `waiting` is about, for a short label: \"worker\" (none online on the "
-        "step's target) or \"lost_attempt\" (the lost attempt's processes may still run); null "
-        "with `waiting`.")
-
-    class Meta:
-        model = StepRun
-        fields = ["id", "node", "component", "compute_target", "state", "waiting",
-                  "waiting_kind", "attempt", "attempts", "error", "traceback", "exit_code",
-                  "reason", "fingerprint", "reused_from", "reused_from_run", "params", "inputs",
-                  "outputs", "worker", "queued_at", "started_at", "finished_at"]
-        read_only_fields = fields
-
-    _waiting_of: tuple[StepRun | None, tuple[str, str] | None] = (None, None)
-
-    def get_waiting(self, step: StepRun) -> str | None:
-        found = self._waiting(step)
-        return found[1] if found else None
-
-    def get_waiting_kind(self, step: StepRun) -> str | None:
-        found = self._waiting(step)
-        return found[0] if found else None
-
-    def _waiting(self, step: StepRun) -> tuple[str, str] | None:
-        """waiting() of the step, read once for both fields: read twice, a wait that ends in
-        between would give a sentence and a kind that disagree."""
-        if self._waiting_of[0] is not step:
-            self._waiting_of = (step, waiting(step, timezone.now()))
-        return self._waiting_of[1]
-
-
-class RunSerializer(StrictModelSerializer):
-    pipeline_name = serializers.CharField(source="pipeline.name", read_only=True)
-    version = serializers.IntegerField(source="version.number", allow_null=True, read_only=True)
-    triggered_by = serializers.CharField(source="triggered_by.username", allow_null=True,
-                                         read_only=True)
-    endpoint = serializers.CharField(source="endpoint.name", allow_null=True, read_only=True)
-    tags = TagsField(required=False)
-
-    class Meta:
-        model = Run
-        fields = ["id", "workspace", "pipeline", "pipeline_name", "version", "status",
-                  "canceling", "trigger", "triggered_by", "token", "endpoint", "schedule",
-                  "rerun_of", "tags", "note", "created_at", "started_at", "finished_at"]
-        read_only_fields = [f for f in fields if f not in ("tags", "note")]
-
-    def update(self, run: Run, validated_data: dict[str, Any]) -> Run:
-        with transaction.atomic():
-            if "note" in validated_data:
-                run.note = validated_data["note"]
-                run.save(update_fields=["note"])
-            if "tags" in validated_data:
-                names = set(validated_data["tags"])
-                run.tags.exclude(name__in=names).delete()
-                RunTag.objects.bulk_create([RunTag(run=run, name=n) for n in names],
-                                           ignore_conflicts=True)
-        return run
-
-
-class RunDetailSerializer(RunSerializer):
-    steps = StepRunSerializer(many=True, read_only=True)
-
-    class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "parameters", "spec", "steps"]
-        read_only_fields = [f for f in fields if f not in ("tags", "note")]
-
-
 class RerunSerializer(StrictSerializer):
     from_failed = serializers.BooleanField(
         default=False, help_text="Keep what succeeded and run the failed steps and those after "
@@ -275,20 +189,13 @@ class CSVRenderer(BaseRenderer):
         return out.getvalue().encode()
 
 
-def visible_runs(request):
-    """Runs in the caller's workspaces (tenancy helper for runs)."""
-    return Run.objects.filter(workspace__in=workspaces(request))
+def _visible_runs(request):
+    return visible_runs(token_of(request) or request.user)
 
 
 def run_with_steps(request, run_id: int) -> Run:
-    return (visible_runs(request).select_related(*_RUN_JOINS)
-            .prefetch_related("tags", _STEPS).get(pk=run_id))
-
-
-_RUN_JOINS = ("pipeline", "version", "triggered_by", "endpoint")
-_STEPS = Prefetch("steps", queryset=StepRun.objects.select_related("compute_target",
-                                                                   "reused_from")
-                  .prefetch_related("compute_target__workers"))  # for `waiting`
+    return (_visible_runs(request).select_related(*RUN_JOINS)
+            .prefetch_related("tags", STEPS).get(pk=run_id))
 
 
 def _int_param(request, name: str, default: int | None, low: int = 0) -> int | None:
@@ -325,11 +232,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Update
     }
 
     def get_queryset(self):
-        runs = visible_runs(self.request).select_related(*_RUN_JOINS)
+        runs = _visible_runs(self.request).select_related(*RUN_JOINS)
         if self.action in ("list", "partial_update", "cancel"):
             return runs.prefetch_related("tags")
         if self.action in ("retrieve", "rerun"):
-            return runs.prefetch_related("tags", _STEPS)
+            return runs.prefetch_related("tags", STEPS)
         return runs
 
     def get_serializer_class(self):
@@ -340,8 +247,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Update
     def cancel(self, request, pk=None):
         """Cancel what has not finished; running steps stop through their worker."""
         run = cancel_run(self.get_object().pk)
-        return Response(RunSerializer(visible_runs(request).prefetch_related("tags")
-                                      .select_related(*_RUN_JOINS).get(pk=run.pk)).data)
+        return Response(RunSerializer(_visible_runs(request).prefetch_related("tags")
+                                      .select_related(*RUN_JOINS).get(pk=run.pk)).data)
 
     @extend_schema(request=RerunSerializer, responses={201: RunDetailSerializer})
     @action(detail=True, methods=["post"])

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from pipelines_ui.accounts.models import ApiToken, Workspace
@@ -23,14 +23,11 @@ from pipelines_ui.data.models import Artifact
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.durations import format_duration
 from pipelines_ui.runs.models import Run, RunTag, StepRun
-from pipelines_ui.runs.waiting import waiting
+from pipelines_ui.runs.serializers import RUN_JOINS, STEPS, RunDetailSerializer, trigger_label
 from runner.transitions import RUN_STATES
 
 PAGE_SIZE = 50
 MAX_COMPARED = 8
-
-RUN_JOINS = ("pipeline", "version", "triggered_by", "endpoint", "schedule")
-
 
 # --- History ---------------------------------------------------------------------------------
 
@@ -178,19 +175,6 @@ def run_duration(run: Run, now: datetime | None = None) -> timedelta | None:
     return (run.finished_at or now or timezone.now()) - run.started_at
 
 
-def trigger_label(run: Run) -> str:
-    """Who or what started the run, in a few words (joins must be selected)."""
-    if run.trigger == Run.Trigger.ENDPOINT:
-        return f"endpoint {run.endpoint.name}" if run.endpoint else "endpoint"
-    if run.trigger == Run.Trigger.SCHEDULE:
-        return f"schedule {run.schedule.name}" if run.schedule else "schedule"
-    who = run.triggered_by.get_username() if run.triggered_by else "a token" if run.token_id \
-        else "someone"
-    if run.trigger == Run.Trigger.RERUN:
-        return f"rerun of #{run.rerun_of_id} by {who}" if run.rerun_of_id else f"rerun by {who}"
-    return who
-
-
 def pipelines_of(workspace: Workspace | None) -> list[dict[str, Any]]:
     if workspace is None:
         return []
@@ -211,11 +195,10 @@ def visible_runs(caller: Any) -> QuerySet[Run]:
 
 
 def run_page_data(run: Run) -> dict[str, Any]:
-    """Everything the run page draws at load (four queries: tags, steps, their targets'
-    workers, artifacts)."""
-    steps = list(StepRun.objects.filter(run=run).select_related("compute_target", "reused_from")
-                 .prefetch_related("compute_target__workers").order_by("id"))
-    now = timezone.now()
+    """Everything the run page draws at load: the run as the API shows it, with its steps
+    (four queries: tags, steps, their targets' workers, artifacts; RUN_JOINS are the caller's)."""
+    prefetch_related_objects([run], "tags", STEPS)
+    steps = run.steps.all()
     digests = {d for s in steps for d in (*s.inputs.values(), *s.outputs.values())}
     artifacts = {
         a.digest: {"digest": a.digest, "size": a.size, "produced_by_run": a.produced_by.run_id
@@ -226,54 +209,15 @@ def run_page_data(run: Run) -> dict[str, Any]:
     }
     spec = run.spec or {}
     return {
-        "run": run_summary(run),
+        "run": RunDetailSerializer(run).data,
         "graph": {
             "nodes": [{"id": n["id"], "component": n.get("component", ""),
                        "compute": n.get("compute", "")} for n in spec.get("nodes", [])],
             "edges": [{"from": e["from"].split(".")[0], "to": e["to"].split(".")[0]}
                       for e in spec.get("edges", [])],
         },
-        "steps": [step_data(s, now) for s in steps],
         "artifacts": artifacts,
     }
-
-
-def run_summary(run: Run) -> dict[str, Any]:
-    return {
-        "id": run.pk, "status": run.status, "canceling": run.canceling,
-        "pipeline": {"id": run.pipeline_id, "name": run.pipeline.name},
-        "version": run.version.number if run.version else None,
-        "trigger": trigger_label(run), "parameters": run.parameters,
-        "tags": sorted(t.name for t in run.tags.all()), "note": run.note,
-        "rerun_of": run.rerun_of_id,
-        "created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
-    }
-
-
-def step_data(step: StepRun, now: datetime) -> dict[str, Any]:
-    """A step as the run page draws it; its target's workers are prefetched."""
-    return {
-        "node": step.node, "component": step.component, "state": step.state,
-        "attempt": step.attempt, "attempts": step.attempts,
-        "compute_target": step.compute_target.name if step.compute_target else None,
-        "worker": step.worker, "exit_code": step.exit_code, "error": step.error,
-        "traceback": step.traceback, "params": step.params, "inputs": step.inputs,
-        "outputs": step.outputs, "fingerprint": step.fingerprint, "reason": step.reason,
-        "reused_from": step.reused_from_id,
-        "reused_from_run": step.reused_from.run_id if step.reused_from else None,
-        "queued_at": _iso(step.queued_at), "started_at": _iso(step.started_at),
-        "finished_at": _iso(step.finished_at), **_waiting_fields(step, now),
-    }
-
-
-def _waiting_fields(step: StepRun, now: datetime) -> dict[str, str | None]:
-    kind, reason = waiting(step, now) or (None, None)
-    return {"waiting": reason, "waiting_kind": kind}
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
 
 
 def run_artifact(run: Run, digest: str) -> Artifact | None:

@@ -25,11 +25,12 @@ from django.views.decorators.http import require_GET
 from pipelines_ui.accounts.services import current_workspace
 from pipelines_ui.runs import previews, queries
 from pipelines_ui.runs.models import LogLine, Run, StepRun
+from pipelines_ui.runs.serializers import RUN_JOINS
 from runner.transitions import RUN_STATES
 
 
 def _run_or_404(request: HttpRequest, run_id: int) -> Run:
-    run = (queries.visible_runs(request.user).select_related(*queries.RUN_JOINS)
+    run = (queries.visible_runs(request.user).select_related(*RUN_JOINS)
            .filter(pk=run_id).first())
     if run is None:
         raise Http404("No such run.")

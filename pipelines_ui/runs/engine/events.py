@@ -4,13 +4,13 @@ together once the transaction that made the changes commits (docs/reliability.md
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 
 from pipelines_ui.runs.broadcast import broadcast
 from pipelines_ui.runs.models import Run, StepRun
+from pipelines_ui.runs.serializers import run_data, step_data
 
 
 @dataclass
@@ -34,17 +34,10 @@ class Changes:
 
 
 def step_event(step: StepRun) -> dict[str, Any]:
-    return {
-        "type": "step", "node": step.node, "state": step.state, "attempt": step.attempt,
-        "error": step.error, "reused_from": step.reused_from_id,
-        "started_at": iso(step.started_at), "finished_at": iso(step.finished_at),
-    }
+    """The step as the API shows it (runs/serializers.py), so the page just replaces its own."""
+    return {"type": "step", **step_data(step)}
 
 
 def run_event(run: Run) -> dict[str, Any]:
-    return {"type": "run", "status": run.status, "canceling": run.canceling,
-            "started_at": iso(run.started_at), "finished_at": iso(run.finished_at)}
-
-
-def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
+    """The run as the API lists it (runs/serializers.py)."""
+    return {"type": "run", **run_data(run)}

@@ -1,8 +1,10 @@
 // The run page: graph, step details, logs, metric charts, timeline and parameters, live over
-// /ws/runs/<id>/. What the socket misses is fetched from the REST API. The one poll: while a
-// step is queued the run is read again now and then, since whether a worker can take it
-// changes with worker heartbeats, which send no event (its `waiting` sentence says so): every
-// few seconds while a step waits for a worker, seldom while the queued ones wait for a slot.
+// /ws/runs/<id>/. The page's data, the REST API and the live events give a run and a step in
+// one shape (runs/serializers.py), so each simply replaces what the page holds. What the socket
+// misses is fetched from the REST API. The one poll: while a step is queued the run is read
+// again now and then, since whether a worker can take it changes with worker heartbeats, which
+// send no event (its `waiting` sentence says so): every few seconds while a step waits for a
+// worker, seldom while the queued ones wait for a slot.
 // Readiness flags for tests: body.dataset.runReady ("1" once drawn and loaded) and
 // body.dataset.live ("open" while the socket is up).
 
@@ -18,12 +20,11 @@ const data = JSON.parse(document.getElementById("run-data").textContent);
 const urls = data.urls;
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const FINISHED = new Set(["succeeded", "failed", "canceled"]);
-const TERMINAL_STEP = new Set(["succeeded", "failed", "canceled", "skipped", "reused"]);
 const WAITING_REFRESH_MS = 5000; // a step waits for a worker: show when one comes
 const QUEUED_REFRESH_MS = 30000; // steps wait for a busy worker's slot: show if it goes
 
-const run = data.run;
-const steps = new Map(data.steps.map((s) => [s.node, s]));
+const { steps: initialSteps, ...run } = data.run;
+const steps = new Map(initialSteps.map((s) => [s.node, s]));
 const artifacts = data.artifacts;
 let selected = null;
 
@@ -46,7 +47,7 @@ function drawRun() {
   badge.dataset.status = run.status;
   const started = run.started_at ? new Date(run.started_at) : null;
   const finished = run.finished_at ? new Date(run.finished_at) : null;
-  const parts = [`triggered by ${run.trigger}`, `created ${new Date(run.created_at).toLocaleString()}`];
+  const parts = [`triggered by ${run.trigger_label}`, `created ${new Date(run.created_at).toLocaleString()}`];
   if (started) parts.push(`took ${((finished || new Date()) - started) / 1000}s`.replace(/(\.\d)\d*s/, "$1 s"));
   if (run.rerun_of) parts.push(`rerun of #${run.rerun_of}`);
   if (run.tags.length) parts.push(`tags: ${run.tags.join(", ")}`);
@@ -86,15 +87,26 @@ function drawSteps() {
 }
 
 let waitingTimer = null;
-/** While a step is queued, read the run again now and then: a worker may come or go. */
+let waitingDue = Infinity;
+/** While a step is queued, read the run again now and then: a worker may come or go. A read
+ * already due sooner stands, so that a stream of events cannot put it off. */
 function watchQueued() {
-  clearTimeout(waitingTimer);
-  waitingTimer = null;
   const queued = [...steps.values()].filter((s) => s.state === "queued");
-  if (queued.length) {
-    const waiting = queued.some((s) => s.waiting);
-    waitingTimer = setTimeout(refresh, waiting ? WAITING_REFRESH_MS : QUEUED_REFRESH_MS);
+  if (!queued.length) {
+    clearTimeout(waitingTimer);
+    waitingTimer = null;
+    waitingDue = Infinity;
+    return;
   }
+  const due = Date.now() + (queued.some((s) => s.waiting) ? WAITING_REFRESH_MS : QUEUED_REFRESH_MS);
+  if (waitingTimer !== null && waitingDue <= due) return;
+  clearTimeout(waitingTimer);
+  waitingDue = due;
+  waitingTimer = setTimeout(() => {
+    waitingTimer = null;
+    waitingDue = Infinity;
+    refresh();
+  }, due - Date.now());
 }
 
 function select(node) {
@@ -116,34 +128,34 @@ function firstInteresting() {
 
 // --- Live events -----------------------------------------------------------------------------
 
+/** Hold `fresh` (a step from the API or an event) in place of the step it describes. */
+function putStep(fresh) {
+  const held = steps.get(fresh.node);
+  if (!held) return false;
+  steps.set(fresh.node, fresh);
+  if (fresh.attempt !== held.attempt && selected === fresh.node) logs.show(fresh.node, fresh.attempt);
+  return true;
+}
+
 function onEvent(event) {
-  if (event.type === "step") {
-    const step = steps.get(event.node);
-    if (!step) return;
-    const newAttempt = event.attempt !== step.attempt;
-    Object.assign(step, {
-      state: event.state, attempt: event.attempt, error: event.error,
-      reused_from: event.reused_from, started_at: event.started_at, finished_at: event.finished_at,
-      // The event does not say what a queued step waits for: the refresh below reads it.
-      waiting: event.state === "queued" ? step.waiting : null,
-      waiting_kind: event.state === "queued" ? step.waiting_kind : null,
-    });
-    drawStep(step);
+  const { type, ...fresh } = event;
+  if (type === "step") {
+    if (!putStep(fresh)) return;
+    drawStep(fresh);
     gantt.draw([...steps.values()]);
-    if (selected === step.node) {
-      panel.show(step, artifacts);
-      if (newAttempt) logs.show(step.node, step.attempt);
-    }
-    // Exit code, traceback, outputs and worker are not in the event: read them once it ends.
-    if (TERMINAL_STEP.has(event.state) || event.state === "running" || event.state === "queued") refreshSoon();
-  } else if (event.type === "run") {
-    Object.assign(run, { status: event.status, canceling: event.canceling,
-      started_at: event.started_at, finished_at: event.finished_at });
+    if (selected === fresh.node) panel.show(fresh, artifacts);
+    watchQueued();
+    learnArtifacts().then((learned) => {
+      if (learned && selected === fresh.node) panel.show(steps.get(fresh.node), artifacts);
+    }, (exc) => console.warn("could not read the run's artifacts", exc));
+  } else if (type === "run") {
+    Object.assign(run, fresh);
     drawRun();
+    // Step events carry no number, so a lost one shows only here: read the run once it ends.
     if (FINISHED.has(run.status)) refreshSoon();
-  } else if (event.type === "log") {
+  } else if (type === "log") {
     logs.offer(event.node, event.attempt, event.first, event.lines);
-  } else if (event.type === "metric") {
+  } else if (type === "metric") {
     metrics.offer(event.node, event.attempt, event.first, event.points);
   }
 }
@@ -153,20 +165,13 @@ function refreshSoon() {
   if (refreshTimer === null) refreshTimer = setTimeout(refresh, 300);
 }
 
-/** Read the run and its steps again (after a reconnect, or for what events do not carry). */
+/** Read the run and its steps again (on (re)connecting, at the run's end, for queued steps). */
 async function refresh() {
   refreshTimer = null;
   try {
-    const fresh = await get(urls.api);
-    Object.assign(run, { status: fresh.status, canceling: fresh.canceling, started_at: fresh.started_at,
-      finished_at: fresh.finished_at, tags: fresh.tags, note: fresh.note });
-    for (const s of fresh.steps) {
-      const step = steps.get(s.node);
-      if (!step) continue;
-      const newAttempt = s.attempt !== step.attempt;
-      Object.assign(step, s);
-      if (newAttempt && selected === s.node) logs.show(s.node, s.attempt);
-    }
+    const { steps: freshSteps, ...fresh } = await get(urls.api);
+    Object.assign(run, fresh);
+    for (const s of freshSteps) putStep(s);
     await learnArtifacts();
     drawRun();
     drawSteps();
@@ -176,16 +181,41 @@ async function refresh() {
   }
 }
 
-async function learnArtifacts() {
+let learning = null;
+let learnAgain = false;
+/** Read the artifacts the steps name that the page does not know yet; resolves true if it read
+ * any. Calls while a read is under way join it, and it reads once more for them. */
+function learnArtifacts() {
+  if (learning) {
+    learnAgain = true;
+    return learning;
+  }
+  learning = (async () => {
+    let learned = false;
+    do {
+      learnAgain = false;
+      learned = (await readMissingArtifacts()) || learned;
+    } while (learnAgain);
+    return learned;
+  })().finally(() => {
+    learning = null;
+  });
+  return learning;
+}
+
+const askedFor = new Set(); // digests read for once: one the API does not list is not asked again
+async function readMissingArtifacts() {
   const wanted = new Set();
   for (const s of steps.values()) {
     for (const d of [...Object.values(s.inputs || {}), ...Object.values(s.outputs || {})]) {
-      if (!artifacts[d]) wanted.add(d);
+      if (!artifacts[d] && !askedFor.has(d)) wanted.add(d);
     }
   }
-  if (!wanted.size) return;
+  if (!wanted.size) return false;
   const page = await get(`/api/artifacts/?run=${run.id}&limit=200`);
+  for (const d of wanted) askedFor.add(d);
   for (const a of page.results || page) artifacts[a.digest] = a;
+  return true;
 }
 
 /** Metric points of the run: one numbered stream per step attempt, reloaded on gaps. */
@@ -272,8 +302,7 @@ function showError(message) {
 
 $("cancel").addEventListener("click", async () => {
   try {
-    const fresh = await post(`${urls.api}cancel/`);
-    Object.assign(run, { status: fresh.status, canceling: fresh.canceling });
+    Object.assign(run, await post(`${urls.api}cancel/`));
     drawRun();
   } catch (exc) {
     showError(`Could not cancel: ${exc.message}`);

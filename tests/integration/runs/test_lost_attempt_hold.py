@@ -53,7 +53,7 @@ def test_the_retry_waits_until_the_lost_attempt_is_gone_and_says_so(sent, worksp
     step.refresh_from_db()
     assert (step.state, step.attempt, step.dispatched_at, sent) == ("queued", 2, None, [])
     assert waiting_reason(step, now).startswith(f"{WAITING} (at most ")
-    assert run_page_data(step.run)["steps"][0]["waiting"].startswith(WAITING)
+    assert run_page_data(step.run)["run"]["steps"][0]["waiting"].startswith(WAITING)
 
     reconcile_once(gone_at - timedelta(seconds=0.5))
     assert sent == []

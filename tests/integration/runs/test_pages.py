@@ -2,6 +2,7 @@
 and artifact views, comparison, and the compute targets page. No worker is needed here: runs
 and steps are written as the engine would leave them."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -181,12 +182,16 @@ def test_the_run_page_hands_the_script_its_steps_and_artifacts(
         response = client.get(reverse("runs:detail", args=[finished_run.pk]))
     assert response.status_code == 200
     data = response.context["data"]
-    assert [s["node"] for s in data["steps"]] == ["prep", "train"]
+    steps = data["run"]["steps"]
+    assert [s["node"] for s in steps] == ["prep", "train"]
     assert data["graph"]["edges"] == [{"from": "prep", "to": "train"}]
-    train = data["steps"][1]
+    train = steps[1]
     assert (train["state"], train["exit_code"], train["attempt"]) == ("failed", 1, 2)
     assert "ValueError" in train["traceback"]
-    digest = data["steps"][0]["outputs"]["out"]
+    assert data["run"]["trigger_label"] == "owner"
+    # The script reads the run as the API gives it, so a refresh replaces it whole.
+    assert json.loads(json.dumps(data["run"])) == client.get(data["urls"]["api"]).json()
+    digest = steps[0]["outputs"]["out"]
     assert data["artifacts"][digest]["size"] > 0
     assert data["urls"]["socket"] == f"/ws/runs/{finished_run.pk}/"
     assert 'id="run-data"' in response.content.decode()

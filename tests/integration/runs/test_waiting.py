@@ -63,7 +63,7 @@ def test_the_run_page_shows_the_wait_in_a_constant_number_of_queries(
     client.force_login(owner)
     with django_assert_max_num_queries(13):
         response = client.get(reverse("runs:detail", args=[run.pk]))
-    steps = response.context["data"]["steps"]
+    steps = response.context["data"]["run"]["steps"]
     assert len(steps) == 20
     assert all(s["waiting"].startswith("waiting for a worker on local for ") for s in steps)
     assert {s["waiting_kind"] for s in steps} == {"worker"}
@@ -80,7 +80,8 @@ def test_the_run_page_and_the_api_say_which_wait_it_is(client, owner, step):
     client.force_login(owner)
 
     def shown() -> list[tuple[str, str]]:
-        page = client.get(reverse("runs:detail", args=[step.run_id])).context["data"]["steps"]
+        page = client.get(reverse("runs:detail", args=[step.run_id])).context["data"]
+        page = page["run"]["steps"]
         api = client.get(f"/api/runs/{step.run_id}/").json()["steps"]
         return [(s["waiting_kind"], s["waiting"].split(" (")[0].split(" on ")[0])
                 for s in (*page, *api)]
