@@ -92,11 +92,12 @@ class StepLoader(dict):
         self.run = run
 
     def load(self, nodes: Iterable[str]) -> None:
-        """Load those of `nodes` not loaded yet, in one query."""
+        """Load those of `nodes` not loaded yet, in two queries (with their targets' workers,
+        which a queued step's event reads for its `waiting`)."""
         missing = {node for node in nodes if node not in self}
         if missing:
-            for step in StepRun.objects.select_related("compute_target").filter(
-                    run=self.run, node__in=missing):
+            for step in StepRun.objects.select_related("compute_target").prefetch_related(
+                    "compute_target__workers").filter(run=self.run, node__in=missing):
                 self._keep(step)
 
     def __missing__(self, node: str) -> StepRun:
