@@ -22,6 +22,7 @@ from pipelines_ui.pipelines.api import (
 )
 from pipelines_ui.registry.api import RegisteredModelViewSet, ScoreView
 from pipelines_ui.runs import api as runs_api
+from pipelines_ui.runs.trigger_api import EndpointRunViewSet, PipelineRunViewSet
 from pipelines_ui.secrets.api import SecretViewSet
 
 
@@ -38,6 +39,10 @@ class NoSuchRoute(APIView):
 
 router = DefaultRouter()
 router.include_format_suffixes = False  # JSON only (a CSV download says ?format=csv)
+# What starts a run, at paths under the pipelines' and endpoints' own; first, so that the API
+# root names the viewsets registered after them under the same prefix.
+router.register("pipelines", PipelineRunViewSet, basename="pipeline-trigger")
+router.register("endpoints", EndpointRunViewSet, basename="endpoint-trigger")
 router.register("workspaces", WorkspaceViewSet, basename="workspace")
 router.register("components", ComponentViewSet, basename="component")
 router.register("pipelines", PipelineViewSet, basename="pipeline")

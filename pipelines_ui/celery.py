@@ -8,4 +8,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pipelines_ui.settings")
 
 app = Celery("pipelines_ui")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["pipelines_ui.runs", "pipelines_ui.pipelines"])
+app.autodiscover_tasks(["pipelines_ui.runs"])  # the reconciler and the schedules

@@ -9,7 +9,7 @@ urlpatterns = [
     path("accounts/", include("pipelines_ui.accounts.urls")),
     path("pipelines/", include("pipelines_ui.pipelines.urls")),
     path("runs/", include("pipelines_ui.runs.urls")),
-    path("compute/", include("pipelines_ui.compute.urls")),
+    path("compute/", include("pipelines_ui.runs.compute_page")),
     path("models/", include("pipelines_ui.registry.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("pipelines_ui.api_urls")),

@@ -61,6 +61,20 @@ class SpecError:
         return {"node": self.node, "field": self.field, "message": self.message}
 
 
+class SpecInvalid(Exception):
+    """A document or its run parameters broke the rules; `errors` name node and field."""
+
+    def __init__(
+        self, errors: list[SpecError], detail: str = "The pipeline spec is invalid."
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"detail": self.detail, "errors": [e.to_dict() for e in self.errors]}
+
+
 @dataclass(frozen=True)
 class ParamDef:
     """A pipeline parameter; one without a default must be given at run time."""

@@ -1,4 +1,7 @@
-"""Components, pipelines (draft, validation, versions, runs, plan), endpoints and schedules.
+"""Components, pipelines (draft, validation, versions), endpoints and schedules.
+
+What starts a run (POST .../runs/, .../plan/ of a pipeline, .../runs/ of an endpoint) is routed
+at those paths from the runs app (runs/trigger_api.py).
 
 Drafts: an invalid draft may be saved, so the editor never loses work in progress; the reply
 says what is wrong (`valid`, `errors`). Running and publishing need a valid spec. A save names
@@ -29,16 +32,12 @@ from pipelines_ui.api_base import (
     one_named,
     parse_id,
     require_role,
-    token_of,
     workspace_for_write,
     workspaces,
 )
 from pipelines_ui.api_errors import Conflict
 from pipelines_ui.pipelines import services
 from pipelines_ui.pipelines.models import Component, Endpoint, Pipeline, PipelineVersion, Schedule
-from pipelines_ui.runs import limits
-from pipelines_ui.runs.api import RunDetailSerializer, run_with_steps
-from pipelines_ui.runs.engine import plan_run, submit_run
 from runner.components import BUILTINS, PORT_TYPES, ComponentDef
 
 # --- Components ---------------------------------------------------------------------------
@@ -277,34 +276,7 @@ class NewVersionSerializer(StrictSerializer):
     message = serializers.CharField(allow_blank=True, default="", max_length=10_000)
 
 
-class RunRequestSerializer(StrictSerializer):
-    parameters = serializers.DictField(default=dict)
-    version = serializers.IntegerField(required=False, min_value=1,
-                                       help_text="A version number; the draft if left out.")
-    tags = serializers.ListField(child=serializers.CharField(max_length=64), default=list,
-                                 max_length=50)
-    note = serializers.CharField(allow_blank=True, default="")
-
-
-class PlanRequestSerializer(StrictSerializer):
-    parameters = serializers.DictField(default=dict)
-    version = serializers.IntegerField(required=False, min_value=1)
-
-
-class PlanStepSerializer(serializers.Serializer):
-    node = serializers.CharField()
-    action = serializers.ChoiceField(choices=["reuse", "run"])
-    reason = serializers.CharField(allow_blank=True)
-    reused_from = serializers.IntegerField(allow_null=True, help_text="The run reused from.")
-
-
-class PlanSerializer(serializers.Serializer):
-    steps = PlanStepSerializer(many=True)
-    warnings = ErrorListSerializer(many=True, help_text="Steps that would wait, such as one "
-                                   "whose target has no worker online.")
-
-
-def _version_of(pipeline: Pipeline, number: int | None) -> PipelineVersion | None:
+def version_of(pipeline: Pipeline, number: int | None) -> PipelineVersion | None:
     if number is None:
         return None
     version = pipeline.versions.filter(number=number).first()
@@ -424,37 +396,6 @@ class PipelineViewSet(viewsets.ModelViewSet):
             raise Http404
         return Response(_version_detail(version))
 
-    @extend_schema(request=RunRequestSerializer, responses={201: RunDetailSerializer})
-    @action(detail=True, methods=["post"], token_scope="run")
-    def runs(self, request, pk=None):
-        """Start a run of the draft, or of a version."""
-        pipeline = self.get_object()
-        limits.check_trigger_rate(request, pipeline)
-        body = RunRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        with limits.run_slot(pipeline):
-            run = submit_run(pipeline, parameters=data["parameters"],
-                             version=_version_of(pipeline, data.get("version")),
-                             user=request.user, token=token_of(request), tags=data["tags"],
-                             note=data["note"])
-        return Response(RunDetailSerializer(run_with_steps(request, run.pk)).data,
-                        status=status.HTTP_201_CREATED)
-
-    @extend_schema(request=PlanRequestSerializer, responses=PlanSerializer)
-    @action(detail=True, methods=["post"], token_scope="read", write_role=Role.VIEWER)
-    def plan(self, request, pk=None):
-        """Before a run: which steps would be reused and which would run, and why."""
-        pipeline = self.get_object()
-        body = PlanRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        version = _version_of(pipeline, data.get("version"))
-        steps = plan_run(pipeline, parameters=data["parameters"], version=version)
-        _, warnings = services.spec_problems(pipeline.workspace,
-                                             version.spec if version else pipeline.spec)
-        return Response({"steps": steps, "warnings": [w.to_dict() for w in warnings]})
-
 
 def _version_detail(version: PipelineVersion) -> dict[str, Any]:
     previous = services.previous_version(version)
@@ -493,23 +434,17 @@ class EndpointChangeSerializer(StrictSerializer):
     enabled = serializers.BooleanField(required=False)
 
 
-class InvokeSerializer(StrictSerializer):
-    parameters = serializers.DictField(default=dict)
-    version = serializers.IntegerField(required=False, min_value=1,
-                                       help_text="A version number; the default if left out.")
-
-
-_WORKSPACE_PARAM = OpenApiParameter(
+WORKSPACE_PARAM = OpenApiParameter(
     "workspace", int, allow_blank=True,
     description="Which of your workspaces, when several have an endpoint of this name.")
 
 
 @extend_schema_view(
-    retrieve=extend_schema(parameters=[_WORKSPACE_PARAM]),
+    retrieve=extend_schema(parameters=[WORKSPACE_PARAM]),
     create=extend_schema(request=NewEndpointSerializer, responses={201: EndpointSerializer}),
     partial_update=extend_schema(request=EndpointChangeSerializer,
-                                 responses=EndpointSerializer, parameters=[_WORKSPACE_PARAM]),
-    destroy=extend_schema(parameters=[_WORKSPACE_PARAM]),
+                                 responses=EndpointSerializer, parameters=[WORKSPACE_PARAM]),
+    destroy=extend_schema(parameters=[WORKSPACE_PARAM]),
 )
 class EndpointViewSet(viewsets.ModelViewSet):
     """Published pipelines, by name. PATCH default_version republishes in one call."""
@@ -540,7 +475,7 @@ class EndpointViewSet(viewsets.ModelViewSet):
         pipeline = data["pipeline"]
         require_role(request, pipeline.workspace_id, Role.EDITOR)
         check_unique_name(Endpoint, pipeline.workspace_id, data["name"])
-        version = (_version_of(pipeline, data["default_version"]) if "default_version" in data
+        version = (version_of(pipeline, data["default_version"]) if "default_version" in data
                    else pipeline.versions.order_by("-number").first())
         if version is None:
             raise ValidationError({"default_version": ["The pipeline has no version yet; "
@@ -556,34 +491,13 @@ class EndpointViewSet(viewsets.ModelViewSet):
         body.is_valid(raise_exception=True)
         changes = dict(body.validated_data)
         if "default_version" in changes:
-            changes["default_version"] = _version_of(endpoint.pipeline,
-                                                     changes["default_version"])
+            changes["default_version"] = version_of(endpoint.pipeline,
+                                                    changes["default_version"])
         services.update_endpoint(endpoint, **changes)
         return Response(EndpointSerializer(endpoint).data)
 
     def perform_destroy(self, endpoint: Endpoint) -> None:
         services.delete_endpoint(endpoint)
-
-    @extend_schema(request=InvokeSerializer, responses={201: RunDetailSerializer},
-                   parameters=[_WORKSPACE_PARAM])
-    @action(detail=True, methods=["post"], token_scope="endpoint:invoke")
-    def runs(self, request, name=None):
-        """Start a run of the endpoint (its default version unless `version` is given)."""
-        endpoint = self.get_object()
-        limits.check_trigger_rate(request, endpoint)
-        body = InvokeSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        try:
-            with limits.run_slot(endpoint):
-                run = services.invoke_endpoint(
-                    endpoint, parameters=data["parameters"],
-                    version=_version_of(endpoint.pipeline, data.get("version")),
-                    user=request.user, token=token_of(request))
-        except services.EndpointDisabled as exc:
-            raise Conflict(str(exc)) from None
-        return Response(RunDetailSerializer(run_with_steps(request, run.pk)).data,
-                        status=status.HTTP_201_CREATED)
 
 
 # --- Schedules --------------------------------------------------------------------------------

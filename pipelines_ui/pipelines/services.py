@@ -20,7 +20,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from pipelines_ui.accounts.models import ApiToken, Workspace
+from pipelines_ui.accounts.models import Workspace
 from pipelines_ui.compute.services import worker_warnings
 from pipelines_ui.pipelines.models import (
     Component,
@@ -31,21 +31,14 @@ from pipelines_ui.pipelines.models import (
     empty_spec,
 )
 from runner.components import BUILTINS, PORT_TYPES, ComponentDef
-from runner.spec import NAME, Spec, SpecError, check_run_parameters, validate_spec
-
-
-class SpecInvalid(Exception):
-    """A document or its run parameters broke the rules; `errors` name node and field."""
-
-    def __init__(
-        self, errors: list[SpecError], detail: str = "The pipeline spec is invalid."
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.errors = errors
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"detail": self.detail, "errors": [e.to_dict() for e in self.errors]}
+from runner.spec import (
+    NAME,
+    Spec,
+    SpecError,
+    SpecInvalid,
+    check_run_parameters,
+    validate_spec,
+)
 
 
 def component_registry(workspace: Workspace | int) -> dict[str, ComponentDef]:
@@ -253,10 +246,6 @@ def register_component(workspace: Workspace, *, user=None, **fields: Any) -> Com
 # --- Endpoints ---------------------------------------------------------------------------------
 
 
-class EndpointDisabled(Exception):
-    """The endpoint is switched off; it starts no runs (409)."""
-
-
 def create_endpoint(pipeline: Pipeline, *, name: str, version: PipelineVersion,
                     description: str = "", enabled: bool = True) -> Endpoint:
     return Endpoint.objects.create(workspace=pipeline.workspace, pipeline=pipeline, name=name,
@@ -281,23 +270,6 @@ def delete_endpoint(endpoint: Endpoint) -> None:
     with transaction.atomic():
         PeriodicTask.objects.filter(pipeline_schedule__endpoint=endpoint).delete()
         endpoint.delete()
-
-
-def invoke_endpoint(endpoint: Endpoint, *, parameters: dict[str, Any],
-                    version: PipelineVersion | None = None, user=None,
-                    token: ApiToken | None = None):
-    """Start a run of the endpoint's default version (or `version`), attributed to the caller.
-
-    Raises EndpointDisabled, or SpecInvalid naming each bad parameter.
-    """
-    from pipelines_ui.runs.engine import submit_run  # runs depend on pipelines, not back
-
-    if not endpoint.enabled:
-        raise EndpointDisabled(f"The endpoint {endpoint.name} is disabled; enable it to start "
-                               "runs.")
-    return submit_run(endpoint.pipeline, parameters=parameters,
-                      version=version or endpoint.default_version, user=user, token=token,
-                      trigger="endpoint", endpoint=endpoint)
 
 
 # --- Schedules ---------------------------------------------------------------------------------
@@ -399,9 +371,9 @@ def next_run_at(schedule: Schedule, now: datetime | None = None) -> datetime | N
     return (moment + timedelta(seconds=30)).replace(second=0, microsecond=0)
 
 
-def fire_schedule(schedule_id: int):
-    """Start the schedule's run (beat calls this through the control task). None when the
-    schedule is gone or paused, or its endpoint is disabled: a paused schedule starts nothing."""
+def schedule_to_fire(schedule_id: int) -> Schedule | None:
+    """The schedule beat fires now, with its endpoint; None when it is gone or paused, or its
+    endpoint is disabled: a paused schedule starts nothing. (Runs start it: runs.engine.)"""
     schedule = Schedule.objects.select_related("endpoint__pipeline__workspace",
                                                "endpoint__default_version",
                                                "created_by").filter(pk=schedule_id).first()
@@ -411,9 +383,4 @@ def fire_schedule(schedule_id: int):
         return None
     if not schedule.enabled or not schedule.endpoint.enabled:
         return None
-    from pipelines_ui.runs.engine import submit_run
-
-    endpoint = schedule.endpoint
-    return submit_run(endpoint.pipeline, parameters=schedule.parameters,
-                      version=endpoint.default_version, user=schedule.created_by,
-                      trigger="schedule", endpoint=endpoint, schedule=schedule)
+    return schedule

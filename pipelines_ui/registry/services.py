@@ -1,8 +1,8 @@
 """The model registry, and the built-in steps that read or write a registry.
 
 `dataset`, `register-dataset`, `register-model` and `deploy-model` run on a worker like any
-step, but what they mean happens here, on the server, at two moments the run engine
-(`runs.engine`) asks about:
+step, but what they mean happens here, on the server, at two moments the run engine asks about
+(through the hooks apps.py registers in `runs.engine.component_hooks`):
 
 - when the step starts: `registry_inputs()` resolves a dataset version to its artifact (an
   input of the step, so it counts in the step's fingerprint) and `start_problem()` says why a

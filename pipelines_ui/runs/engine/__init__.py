@@ -1,6 +1,6 @@
 """The run engine's server side, one module per phase:
 
-- `submit`: start a run (submit, rerun), plan one, cancel one;
+- `submit`: start a run (for a caller, an endpoint, a schedule, a rerun), plan one, cancel one;
 - `advance`: apply what `runner.transitions` says is due, start the ready steps;
 - `reuse`: fingerprints, and which earlier step a ready step may reuse;
 - `dispatch`: send each queued attempt's job to its target's queue, with its token;
@@ -21,14 +21,25 @@ from pipelines_ui.runs.engine.ingest import (
     ingest_report,
 )
 from pipelines_ui.runs.engine.reconcile import reconcile_once
-from pipelines_ui.runs.engine.submit import cancel_run, plan_run, rerun, submit_run
+from pipelines_ui.runs.engine.submit import (
+    EndpointDisabled,
+    cancel_run,
+    fire_schedule,
+    invoke_endpoint,
+    plan_run,
+    rerun,
+    submit_run,
+)
 
 __all__ = [
     "AttemptStale",
+    "EndpointDisabled",
     "StepTokenExpired",
     "StepTokenInvalid",
     "cancel_run",
+    "fire_schedule",
     "ingest_report",
+    "invoke_endpoint",
     "plan_run",
     "reconcile_once",
     "rerun",

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from pipelines_ui.registry.services import start_problem
+from pipelines_ui.runs.engine.component_hooks import start_problem
 from pipelines_ui.runs.engine.dispatch import input_artifacts, send_on_commit
 from pipelines_ui.runs.engine.events import Changes
 from pipelines_ui.runs.engine.frozen_spec import FrozenSpec, frozen_spec

@@ -12,9 +12,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from pipelines_ui.data.models import Artifact
-from pipelines_ui.registry.services import record_step_success
 from pipelines_ui.runs.broadcast import broadcast
 from pipelines_ui.runs.engine.advance import advance, mark_running, step_view
+from pipelines_ui.runs.engine.component_hooks import step_succeeded
 from pipelines_ui.runs.engine.dispatch import send_on_commit, step_token
 from pipelines_ui.runs.engine.events import Changes, step_event
 from pipelines_ui.runs.engine.frozen_spec import node_policy
@@ -168,7 +168,7 @@ def _record_event(run: Run, step: StepRun, event: dict[str, Any],
         step.claim_attempt(event["claim"], event["worker"], event["pid"])
     elif kind == "finished":
         step.finish_attempt(outcome.step.state, _record_outputs(run, step, event["outputs"]))
-        record_step_success(run, step)  # registers or deploys, for the registry's steps
+        step_succeeded(run, step)  # e.g. the registry's steps register or deploy
     elif outcome.effect == "retry":
         step.retry(outcome.step.attempt, **_failure(event))
         send_on_commit([step])

@@ -16,7 +16,7 @@ from django.db.models.functions import RowNumber
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.data.models import Artifact
-from pipelines_ui.registry.services import registry_inputs
+from pipelines_ui.runs.engine.component_hooks import extra_inputs
 from pipelines_ui.runs.engine.frozen_spec import FrozenSpec
 from pipelines_ui.runs.models import Run, StepRun
 from runner.components import ComponentDef
@@ -33,7 +33,7 @@ def fingerprint_step(run: Run, frozen: FrozenSpec, step: StepRun,
     step.params = resolve_params(node, run.parameters)
     step.inputs = input_digests(spec, node.id, {
         parent: parents[parent].outputs for parent, _ in spec.inputs_of(node.id).values()})
-    step.inputs.update(registry_inputs(run.workspace_id, node.component, step.params))
+    step.inputs.update(extra_inputs(run.workspace_id, node.component, step.params))
     step.fingerprint_parts = node_parts(node, step.params, step.inputs, frozen.components,
                                         step.compute_target)
     step.fingerprint = fingerprint(step.fingerprint_parts)

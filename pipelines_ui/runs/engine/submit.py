@@ -1,5 +1,6 @@
 """Starting runs: submit (freeze the spec and parameters, create the steps, start what is
-ready), rerun, plan (what a run would reuse and why) and cancel.
+ready), for a caller, an endpoint, a schedule or a rerun; plan (what a run would reuse and why);
+cancel.
 
 The run is committed before any job is sent, so a broker outage leaves it queued, never lost
 (R5).
@@ -16,9 +17,9 @@ from pipelines_ui.accounts.models import ApiToken
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.data.models import Artifact
 from pipelines_ui.pipelines.models import Endpoint, Pipeline, PipelineVersion, Schedule
-from pipelines_ui.pipelines.services import SpecInvalid, check_spec, component_registry
-from pipelines_ui.registry.services import registry_inputs
+from pipelines_ui.pipelines.services import check_spec, component_registry, schedule_to_fire
 from pipelines_ui.runs.engine.advance import advance, advance_run
+from pipelines_ui.runs.engine.component_hooks import extra_inputs
 from pipelines_ui.runs.engine.dispatch import snapshot_digest
 from pipelines_ui.runs.engine.locks import locked_run
 from pipelines_ui.runs.engine.reuse import (
@@ -31,7 +32,7 @@ from pipelines_ui.runs.models import Run, RunTag, StepRun
 from pipelines_ui.secrets.services import defined_names
 from runner.fingerprint import explain_changes, fingerprint
 from runner.graph import topological_order
-from runner.spec import Spec, SpecError, check_run_parameters, resolve_params
+from runner.spec import Spec, SpecError, SpecInvalid, check_run_parameters, resolve_params
 
 
 def submit_run(
@@ -128,6 +129,37 @@ def _compute_targets(workspace, spec: Spec) -> dict[str, ComputeTarget]:
     return targets
 
 
+class EndpointDisabled(Exception):
+    """The endpoint is switched off; it starts no runs (409)."""
+
+
+def invoke_endpoint(endpoint: Endpoint, *, parameters: dict[str, Any],
+                    version: PipelineVersion | None = None, user=None,
+                    token: ApiToken | None = None) -> Run:
+    """Start a run of the endpoint's default version (or `version`), attributed to the caller.
+
+    Raises EndpointDisabled, or SpecInvalid naming each bad parameter.
+    """
+    if not endpoint.enabled:
+        raise EndpointDisabled(f"The endpoint {endpoint.name} is disabled; enable it to start "
+                               "runs.")
+    return submit_run(endpoint.pipeline, parameters=parameters,
+                      version=version or endpoint.default_version, user=user, token=token,
+                      trigger=Run.Trigger.ENDPOINT, endpoint=endpoint)
+
+
+def fire_schedule(schedule_id: int) -> Run | None:
+    """Start the schedule's run (beat calls this through the control task); None when the
+    schedule is gone or paused, or its endpoint is disabled."""
+    schedule = schedule_to_fire(schedule_id)
+    if schedule is None:
+        return None
+    endpoint = schedule.endpoint
+    return submit_run(endpoint.pipeline, parameters=schedule.parameters,
+                      version=endpoint.default_version, user=schedule.created_by,
+                      trigger=Run.Trigger.SCHEDULE, endpoint=endpoint, schedule=schedule)
+
+
 def rerun(run: Run, *, from_failed: bool, user=None, token: ApiToken | None = None) -> Run:
     """Run the same spec and parameters again.
 
@@ -167,7 +199,7 @@ def plan_run(pipeline: Pipeline, *, parameters: dict[str, Any] | None = None,
             continue
         params = resolve_params(node, values)
         inputs = input_digests(spec, node_id, outputs)
-        inputs.update(registry_inputs(workspace.pk, node.component, params))
+        inputs.update(extra_inputs(workspace.pk, node.component, params))
         parts = node_parts(node, params, inputs, registry, targets[node.compute])
         fingerprint_ = fingerprint(parts)
         earlier = (reusable_steps(workspace.pk, [fingerprint_]).get(fingerprint_)

@@ -14,14 +14,14 @@ from django_celery_beat.schedulers import ModelEntry
 from pipelines_ui.celery import app
 from pipelines_ui.pipelines import services
 from pipelines_ui.pipelines.models import Schedule
-from pipelines_ui.pipelines.tasks import fire
 from pipelines_ui.runs.models import Run
+from pipelines_ui.runs.tasks import fire
 
 
 @pytest.fixture(autouse=True)
 def keep_the_test_connection(monkeypatch):
     """The task drops stale connections first (R7); here that would be the test's own."""
-    monkeypatch.setattr("pipelines_ui.pipelines.tasks.close_old_connections", lambda: None)
+    monkeypatch.setattr("pipelines_ui.runs.tasks.close_old_connections", lambda: None)
 
 
 @pytest.fixture

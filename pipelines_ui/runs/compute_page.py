@@ -1,7 +1,10 @@
-"""The compute page: each target's workers, slots in use, queue depth and running steps.
+"""The compute page (/compute/): each target's workers, slots in use, queue depth and running
+steps.
 
-The page renders the status at load and refreshes it every few seconds from `status` (a light
-poll is enough here: worker health changes on heartbeats, not on every event).
+It lives with runs, not compute, because half of what it shows is steps: the compute app sits
+below runs and knows nothing of them. The page renders the status at load and refreshes it
+every few seconds from `status` (a light poll is enough here: worker health changes on
+heartbeats, not on every event).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import path, reverse
 from django.views.decorators.http import require_GET
 
 from pipelines_ui.accounts.services import current_workspace
@@ -20,6 +23,8 @@ from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.runs.models import StepRun
 
 REFRESH_EVERY_S = 2
+
+app_name = "compute"  # a URLconf too (pipelines_ui/urls.py): its names stay compute:*
 
 
 def targets_status(workspace) -> list[dict[str, Any]]:
@@ -71,3 +76,9 @@ def targets(request: HttpRequest) -> HttpResponse:
 @require_GET
 def status(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"targets": targets_status(current_workspace(request))})
+
+
+urlpatterns = [
+    path("", targets, name="targets"),
+    path("status/", status, name="status"),
+]
