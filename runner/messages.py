@@ -140,6 +140,20 @@ class MetricPoint(TypedDict):
 
 _EVENT_BASE = {"seq": {"type": "integer", "minimum": 1}, "time": {"type": "number"}}
 
+# A final event may carry `hand_over`: the worker's slot is free, and the server may claim the
+# next ready step of the run on the same target for it, with this claim, and answer with that
+# step's StepJob as `next` (pipelines_ui/runs/engine/handover.py).
+_HAND_OVER = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["claim", "worker", "pid"],
+    "properties": {
+        "claim": {"type": "string", "minLength": 8},
+        "worker": {"type": "string"},
+        "pid": {"type": "integer"},
+    },
+}
+
 _EVENT_SCHEMAS: dict[str, dict[str, Any]] = {
     "started": {
         # `claim` is random per Celery delivery: a retried POST of the same claim is idempotent,
@@ -200,6 +214,7 @@ _EVENT_SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "outputs": {"type": "object", "additionalProperties": _ARTIFACT_REF},
             "exit_code": {"const": 0},
+            "hand_over": _HAND_OVER,
         },
     },
     "failed": {
@@ -210,6 +225,7 @@ _EVENT_SCHEMAS: dict[str, dict[str, Any]] = {
             "message": {"type": "string"},
             "exit_code": {"type": ["integer", "null"]},
             "traceback": {"type": "string"},
+            "hand_over": _HAND_OVER,
         },
     },
 }

@@ -71,9 +71,31 @@ def run_step(job: dict[str, Any]) -> str:
     return run_job(step_job)
 
 
+# A slot runs at most this many steps handed over in a row, then takes its next job from the
+# queue again, where other runs' steps may be waiting.
+MAX_HANDED_OVER = 50
+
+
 def run_job(job: StepJob, reporter: StepReporter | None = None) -> str:
-    started = time.perf_counter()
+    """Run the attempt, then each step the server hands over in answer to a final report
+    (pipelines_ui/runs/engine/handover.py). Returns how the first attempt ended."""
     reporter = reporter or StepReporter(job)
+    outcome = _run_attempt(job, reporter, may_hand_over=MAX_HANDED_OVER > 0)
+    for handed in range(1, MAX_HANDED_OVER + 1):
+        if reporter.handed_over is None:
+            break
+        try:
+            job = parse_step_job(reporter.handed_over)
+        except MessageError as exc:  # claimed for us: the reconciler retries it when lost
+            log.error("dropping a malformed StepJob handed over: %s", exc)
+            break
+        reporter = StepReporter(job, claimed_as=reporter.hand_over_claim)
+        _run_attempt(job, reporter, may_hand_over=handed < MAX_HANDED_OVER)
+    return outcome
+
+
+def _run_attempt(job: StepJob, reporter: StepReporter, may_hand_over: bool) -> str:
+    started = time.perf_counter()
     leftovers: list[Path] = []
     # The executor claims the attempt (R3: another delivery may have it, or it may be over)
     # while a Python step's interpreter starts.
@@ -82,7 +104,10 @@ def run_job(job: StepJob, reporter: StepReporter | None = None) -> str:
                      dispose=leftovers.append, launch_mode=STEP_LAUNCH)
     executed = time.perf_counter()
     if result is not None:
-        reporter.finish(_failure(result), result.outputs)
+        # A worker that is shutting down takes nothing more.
+        hand_over = may_hand_over and not (worker_state.should_stop
+                                           or worker_state.should_terminate)
+        reporter.finish(_failure(result), result.outputs, hand_over=hand_over)
     for workdir in leftovers:  # after the report, so the next step need not wait for it
         remove_workdir(workdir)
     outcome = result.status if result is not None else "not claimed"

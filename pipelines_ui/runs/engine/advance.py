@@ -8,27 +8,32 @@ decides is applied; jobs leave for the broker and events for browsers only after
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 
+from pipelines_ui.data.models import Artifact
 from pipelines_ui.runs.engine.component_hooks import start_problem
-from pipelines_ui.runs.engine.dispatch import input_artifacts, send_on_commit
+from pipelines_ui.runs.engine.dispatch import send_on_commit
 from pipelines_ui.runs.engine.events import Changes
 from pipelines_ui.runs.engine.frozen_spec import FrozenSpec, frozen_spec
+from pipelines_ui.runs.engine.handover import HandOver
 from pipelines_ui.runs.engine.locks import locked_run
-from pipelines_ui.runs.engine.reuse import fingerprint_step, previous_parts, reusable_steps
+from pipelines_ui.runs.engine.reuse import EarlierSteps, fingerprint_step, previous_parts
 from pipelines_ui.runs.models import Run, StepRun
 from runner import transitions
 from runner.fingerprint import explain_changes
 
 
-def advance_run(run_id: int) -> None:
+def advance_run(run_id: int, *, starting: bool = False) -> None:
     """Apply every transition that is due for the run (idempotent)."""
     with transaction.atomic():
-        advance(locked_run(run_id))
+        advance(locked_run(run_id), starting=starting)
 
 
-def advance(run: Run, *changed: StepRun) -> None:
+def advance(run: Run, *changed: StepRun, hand_over: HandOver | None = None,
+            starting: bool = False) -> None:
     """With the run row locked: act on `next_actions` until nothing is left to do.
 
     Every step row is locked, but only the states are read; a step is loaded whole only when
@@ -37,7 +42,10 @@ def advance(run: Run, *changed: StepRun) -> None:
     few queries for the lot: a fan-out's root queues hundreds of children at once.
 
     The events of the `changed` steps go out first, and so before the run's final event: a
-    client that trusts the order never sees a run end before its last step does.
+    client that trusts the order never sees a run end before its last step does. A step made
+    ready may be handed to the worker slot that asked for one (`hand_over`) instead of sent.
+    A run `starting` reads all its steps, and its pipeline's reusable ones, at once: a rerun
+    reuses step after step down a chain in this one call.
     """
     frozen = frozen_spec(run)
     views = {
@@ -47,6 +55,9 @@ def advance(run: Run, *changed: StepRun) -> None:
     }
     steps = StepLoader(run)
     steps.update((step.node, step) for step in changed)
+    if starting:
+        steps.load(views)
+    start = _Start(run, frozen, steps, EarlierSteps(run, preload=starting), hand_over)
     changes = Changes(run.pk)
     for step in changed:
         changes.step(step)
@@ -59,9 +70,12 @@ def advance(run: Run, *changed: StepRun) -> None:
         steps.load([action.node for action in actions
                     if not isinstance(action, transitions.FinishRun)]
                    + [parent for node in ready for parent in frozen.parents[node]])
-        _start_steps(run, frozen, [steps[node] for node in ready], steps)
+        start.steps_ready([steps[node] for node in ready])
         for action in actions:
             _apply(run, action, steps, views, changes)
+        if run.is_finished:  # FinishRun came, and would come again on every further pass
+            break
+    start.save()
     mark_running(run, views, changes)
     changes.publish_on_commit()
 
@@ -114,31 +128,69 @@ def step_view(step: StepRun) -> transitions.StepView:
     return transitions.StepView(step.state, step.attempt, step.cancel_requested)
 
 
-def _start_steps(run: Run, frozen: FrozenSpec, ready: list[StepRun], steps: StepLoader) -> None:
-    """Ready steps: each reuses an earlier identical step's outputs, or queues a new attempt.
-    The queries are made for all of them at once; the jobs leave together after commit."""
-    for step in ready:
-        fingerprint_step(run, frozen, step, steps)
-    artifacts = input_artifacts(run.workspace_id, (s.inputs for s in ready))
-    _link_consumed(ready, artifacts)
-    startable = [step for step in ready if _may_start(run, frozen, step)]
-    may_reuse = {step.node: step.fingerprint for step in startable  # node -> its fingerprint
-                 if run.allow_reuse and frozen.spec.node(step.node).allow_reuse}
-    reusable = reusable_steps(run.workspace_id, list(may_reuse.values()), exclude_run=run.pk)
-    changed = [node for node, fingerprint_ in may_reuse.items() if fingerprint_ not in reusable]
-    previous = previous_parts(run.pipeline_id, changed, exclude_run=run.pk)
-    queued = []
-    for step in startable:
-        earlier = reusable.get(step.fingerprint) if step.node in may_reuse else None
-        if earlier is not None:
-            step.reuse_from(earlier)
-            continue
-        step.reason = ("reuse is off for this run" if not run.allow_reuse else
-                       "reuse is off for this node" if step.node not in may_reuse else
-                       "; ".join(explain_changes(previous.get(step.node), step.fingerprint_parts)))
-        step.queue_attempt(step.attempt + 1)
-        queued.append(step)
-    send_on_commit(queued, artifacts)
+@dataclass
+class _Start:
+    """Starting the steps that become ready during one advance of a run."""
+
+    run: Run
+    frozen: FrozenSpec
+    steps: StepLoader
+    earlier: EarlierSteps
+    hand_over: HandOver | None
+    # Written once at the end, in two queries, however many rounds reused steps down a chain.
+    reused: list[StepRun] = field(default_factory=list)
+    consumed: list[tuple[StepRun, Artifact]] = field(default_factory=list)
+
+    def steps_ready(self, ready: list[StepRun]) -> None:
+        """Each ready step reuses an earlier identical step's outputs, or queues a new
+        attempt. The queries are made for all of them at once; the jobs leave together after
+        commit, but for one handed over to the worker slot that asked for it."""
+        if not ready:
+            return
+        run, frozen = self.run, self.frozen
+        for step in ready:
+            fingerprint_step(run, frozen, step, self.steps)
+        artifacts = self.earlier.inputs(ready)
+        self.consumed += [(step, artifacts[digest]) for step in ready
+                          for digest in set(step.inputs.values()) if digest in artifacts]
+        startable = [step for step in ready if _may_start(run, frozen, step)]
+        may_reuse = {step.node: step.fingerprint for step in startable  # node -> fingerprint
+                     if run.allow_reuse and frozen.spec.node(step.node).allow_reuse}
+        reusable = self.earlier.find(list(may_reuse.values()))
+        changed = [node for node, print_ in may_reuse.items() if print_ not in reusable]
+        previous = previous_parts(run.pipeline_id, changed, exclude_run=run.pk)
+        queued = []
+        for step in startable:
+            earlier = reusable.get(step.fingerprint) if step.node in may_reuse else None
+            if earlier is not None:
+                step.reuse_from(earlier, save=False)
+                self.reused.append(step)
+                continue
+            step.reason = _why_it_runs(run, step, step.node in may_reuse, previous)
+            step.queue_attempt(step.attempt + 1)
+            queued.append(step)
+        if self.hand_over is not None:
+            queued = self.hand_over.take(run, queued, artifacts)
+        send_on_commit(queued, artifacts)
+
+
+    def save(self) -> None:
+        """Write what the rounds left unsaved: the reused steps, and the artifacts each ready
+        step read (lineage; the steps are new, so nothing to unlink)."""
+        StepRun.save_each(self.reused, StepRun.REUSE_FIELDS)
+        consumed = StepRun.consumed.through
+        consumed.objects.bulk_create(
+            [consumed(steprun_id=step.pk, artifact_id=artifact.pk)
+             for step, artifact in self.consumed], ignore_conflicts=True)
+
+
+def _why_it_runs(run: Run, step: StepRun, may_reuse: bool,
+                 previous: dict[str, dict[str, Any]]) -> str:
+    if not run.allow_reuse:
+        return "reuse is off for this run"
+    if not may_reuse:
+        return "reuse is off for this node"
+    return "; ".join(explain_changes(previous.get(step.node), step.fingerprint_parts))
 
 
 def _may_start(run: Run, frozen: FrozenSpec, step: StepRun) -> bool:
@@ -150,15 +202,6 @@ def _may_start(run: Run, frozen: FrozenSpec, step: StepRun) -> bool:
     step.save()
     step.end("failed", problem)
     return False
-
-
-def _link_consumed(steps: list[StepRun], artifacts: dict) -> None:
-    """Record the artifacts the steps read (lineage); the steps are new, so nothing to unlink."""
-    consumed = StepRun.consumed.through
-    consumed.objects.bulk_create(
-        [consumed(steprun_id=step.pk, artifact_id=artifacts[digest].pk)
-         for step in steps for digest in set(step.inputs.values()) if digest in artifacts],
-        ignore_conflicts=True)
 
 
 def mark_running(run: Run, views: dict[str, transitions.StepView], changes: Changes) -> None:

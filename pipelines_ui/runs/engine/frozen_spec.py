@@ -32,18 +32,23 @@ _cache: dict[tuple[int, datetime], FrozenSpec] = {}
 def frozen_spec(run: Run) -> FrozenSpec:
     """The run's spec and components. Keyed by creation time too, since ids can come back
     after a database is reset."""
-    key = (run.pk, run.created_at)
-    frozen = _cache.get(key)
+    frozen = _cache.get((run.pk, run.created_at))
     if frozen is None:
         registry = component_registry(run.workspace_id)
-        spec = check_spec(run.workspace_id, run.spec, registry)
-        frozen = FrozenSpec(
-            spec, {node.component: registry[node.component] for node in spec.nodes},
-            spec.parents(),
-            {n.id: transitions.NodePolicy(n.retries, n.continue_on_failure) for n in spec.nodes})
-        if len(_cache) > _MAX_CACHED:
-            _cache.clear()
-        _cache[key] = frozen
+        frozen = remember(run, check_spec(run.workspace_id, run.spec, registry), registry)
+    return frozen
+
+
+def remember(run: Run, spec: Spec, registry: dict[str, ComponentDef]) -> FrozenSpec:
+    """Keep the run's `spec`, parsed and checked against the workspace's `registry`, as
+    submit has just done: checking a spec of hundreds of nodes again costs milliseconds."""
+    frozen = FrozenSpec(
+        spec, {node.component: registry[node.component] for node in spec.nodes},
+        spec.parents(),
+        {n.id: transitions.NodePolicy(n.retries, n.continue_on_failure) for n in spec.nodes})
+    if len(_cache) > _MAX_CACHED:
+        _cache.clear()
+    _cache[(run.pk, run.created_at)] = frozen
     return frozen
 
 

@@ -18,6 +18,7 @@ from pipelines_ui.runs.engine.component_hooks import step_succeeded
 from pipelines_ui.runs.engine.dispatch import send_on_commit, step_token
 from pipelines_ui.runs.engine.events import Changes, step_event
 from pipelines_ui.runs.engine.frozen_spec import node_policy
+from pipelines_ui.runs.engine.handover import HandOver
 from pipelines_ui.runs.engine.locks import lock_step
 from pipelines_ui.runs.models import LogLine, MetricPoint, Run, StepRun
 from runner import transitions
@@ -53,9 +54,10 @@ def ingest_report(step_run_id: int, token: str, body: Any) -> dict[str, Any]:
         # The server ended this attempt (lost, canceled): the worker must stop its step (R3).
         # A replayed final report still goes through, to be answered as a duplicate.
         raise AttemptStale(f"step {step.node} is already {step.state}")
-    cancel = _apply_events(step, attempt_id, report["events"])
-    if ends:
-        return {"ok": True, "cancel": False}  # nothing left to cancel or to keep alive
+    hand_over = HandOver.asked_by(step, report["events"]) if ends else None
+    cancel = _apply_events(step, attempt_id, report["events"], hand_over)
+    if ends:  # nothing left to cancel or to keep alive; perhaps the next step
+        return {"ok": True, "cancel": False, **(hand_over.reply() if hand_over else {})}
     if not any(event["type"] == "started" for event in report["events"]):
         StepRun.objects.filter(pk=step.pk, attempt_id=attempt_id, state="running").update(
             last_heartbeat_at=timezone.now())
@@ -67,7 +69,7 @@ def _current_step(step_run_id: int, attempt_id: str) -> StepRun:
     """The step as far as a report needs it; AttemptStale unless `attempt_id` is current."""
     try:
         step = StepRun.objects.only("run_id", "node", "state", "attempt", "attempt_id",
-                                    "cancel_requested_at").get(pk=step_run_id)
+                                    "cancel_requested_at", "compute_target").get(pk=step_run_id)
     except StepRun.DoesNotExist:
         step = None
     if step is None or step.attempt_id != attempt_id:
@@ -75,7 +77,8 @@ def _current_step(step_run_id: int, attempt_id: str) -> StepRun:
     return step
 
 
-def _apply_events(step: StepRun, attempt_id: str, events: list[dict[str, Any]]) -> bool:
+def _apply_events(step: StepRun, attempt_id: str, events: list[dict[str, Any]],
+                  hand_over: HandOver | None = None) -> bool:
     """Store the lines and points, apply the state events in order; returns whether the step
     is asked to stop."""
     cancel = step.cancel_requested
@@ -89,7 +92,7 @@ def _apply_events(step: StepRun, attempt_id: str, events: list[dict[str, Any]]) 
         elif kind != "heartbeat":
             broadcast(step.run_id, *stored)
             stored.clear()
-            cancel = _apply_state_event(step, attempt_id, event)
+            cancel = _apply_state_event(step, attempt_id, event, hand_over)
     broadcast(step.run_id, *stored)
     return cancel
 
@@ -127,7 +130,8 @@ def _store_points(step: StepRun, event: dict[str, Any]) -> dict[str, Any]:
             "points": event["points"]}
 
 
-def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any]) -> bool:
+def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any],
+                       hand_over: HandOver | None = None) -> bool:
     """Apply a started, finished or failed event; returns whether the step is asked to stop."""
     with transaction.atomic():
         run, step = lock_step(reported.pk, reported.run_id)
@@ -148,7 +152,7 @@ def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any]
             mark_running(run, {step.node: step_view(step)}, changes)
             changes.publish_on_commit()
         else:
-            advance(run, step)
+            advance(run, step, hand_over=hand_over)
         return step.cancel_requested
 
 

@@ -17,7 +17,8 @@ from django.db.models.functions import RowNumber
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.data.models import Artifact
 from pipelines_ui.runs.engine.component_hooks import extra_inputs
-from pipelines_ui.runs.engine.frozen_spec import FrozenSpec
+from pipelines_ui.runs.engine.dispatch import input_artifacts
+from pipelines_ui.runs.engine.frozen_spec import FrozenSpec, frozen_spec
 from pipelines_ui.runs.models import Run, StepRun
 from runner.components import ComponentDef
 from runner.fingerprint import fingerprint, fingerprint_parts
@@ -83,6 +84,53 @@ def reusable_steps(workspace_id: int, fingerprints: list[str],
         if candidate.fingerprint not in found and existing.issuperset(candidate.outputs.values()):
             found[candidate.fingerprint] = candidate
     return found
+
+
+class EarlierSteps:
+    """The earlier steps that one advance of a run may reuse, and the artifacts it has seen.
+
+    Where a run starts, `preload` reads the latest succeeded step of each of its pipeline's
+    nodes, with their outputs' artifacts, in two queries: a rerun's steps, made ready one round
+    after another down a chain, then find theirs without a query each. A fingerprint not among
+    them is looked up in the whole workspace (`reusable_steps`), as every lookup is otherwise.
+    """
+
+    def __init__(self, run: Run, *, preload: bool) -> None:
+        self.run = run
+        self.artifacts: dict[str, Artifact] = {}  # digest -> Artifact, read once
+        self._pipeline_steps = self._latest_of_pipeline() if preload else {}
+
+    def find(self, fingerprints: list[str]) -> dict[str, StepRun]:
+        """fingerprint -> the earlier step to reuse, for each of `fingerprints` that has one."""
+        found = {f: self._pipeline_steps[f] for f in fingerprints if f in self._pipeline_steps}
+        rest = [f for f in fingerprints if f not in found]
+        found.update(reusable_steps(self.run.workspace_id, rest, exclude_run=self.run.pk))
+        return found
+
+    def inputs(self, steps: list[StepRun]) -> dict[str, Artifact]:
+        """digest -> Artifact for every input of `steps`, read only where not seen yet."""
+        digests = {digest for step in steps for digest in step.inputs.values()}
+        unseen = digests - self.artifacts.keys()
+        if unseen:
+            self.artifacts.update(input_artifacts(self.run.workspace_id, [
+                {str(i): digest for i, digest in enumerate(unseen)}]))
+        return {d: self.artifacts[d] for d in digests if d in self.artifacts}
+
+    def _latest_of_pipeline(self) -> dict[str, StepRun]:
+        """fingerprint -> the pipeline's latest succeeded step of each node, where its outputs
+        all exist (their artifacts are kept: they are the next round's inputs)."""
+        if not self.run.allow_reuse:
+            return {}
+        nodes = {node.id for node in frozen_spec(self.run).spec.nodes}
+        latest = list(_latest_of_each(
+            StepRun.objects.filter(run__pipeline=self.run.pipeline_id, state="succeeded",
+                                   allow_reuse=True, run__workspace=self.run.workspace_id)
+            .exclude(run=self.run.pk).only("run_id", "node", "outputs", "fingerprint"),
+            "node", nodes, ("-finished_at", "-id"), count=1))
+        self.artifacts.update(input_artifacts(self.run.workspace_id,
+                                              [step.outputs for step in latest]))
+        return {step.fingerprint: step for step in latest
+                if self.artifacts.keys() >= set(step.outputs.values())}
 
 
 def previous_parts(pipeline_id: int, nodes: list[str],

@@ -21,6 +21,7 @@ from pipelines_ui.pipelines.services import check_spec, component_registry, sche
 from pipelines_ui.runs.engine.advance import advance, advance_run
 from pipelines_ui.runs.engine.component_hooks import extra_inputs
 from pipelines_ui.runs.engine.dispatch import snapshot_digest
+from pipelines_ui.runs.engine.frozen_spec import remember
 from pipelines_ui.runs.engine.locks import locked_run
 from pipelines_ui.runs.engine.reuse import (
     input_digests,
@@ -30,6 +31,7 @@ from pipelines_ui.runs.engine.reuse import (
 )
 from pipelines_ui.runs.models import Run, RunTag, StepRun
 from pipelines_ui.secrets.services import defined_names
+from runner.components import ComponentDef
 from runner.fingerprint import explain_changes, fingerprint
 from runner.graph import topological_order
 from runner.spec import Spec, SpecError, SpecInvalid, check_run_parameters, resolve_params
@@ -61,7 +63,8 @@ def submit_run(
     """
     workspace = pipeline.workspace
     document = spec_document or (version.spec if version else pipeline.spec)
-    spec, values = _checked(workspace, document, parameters)
+    registry = component_registry(workspace)
+    spec, values = _checked(workspace, document, parameters, registry)
     targets = _compute_targets(workspace, spec)
     carried = carried or {}
     with transaction.atomic():
@@ -71,6 +74,7 @@ def submit_run(
             endpoint=endpoint, schedule=schedule, rerun_of=rerun_of, note=note,
             allow_reuse=allow_reuse,
         )
+        remember(run, spec, registry)
         RunTag.objects.bulk_create([RunTag(run=run, name=tag) for tag in set(tags)])
         StepRun.objects.bulk_create([
             StepRun(run=run, node=node.id, component=node.component,
@@ -79,14 +83,14 @@ def submit_run(
         ])
         for step in run.steps.filter(node__in=carried):
             step.reuse_from(carried[step.node])
-        advance_run(run.pk)
+        advance_run(run.pk, starting=True)
     run.refresh_from_db()
     return run
 
 
-def _checked(workspace, document: Any, parameters: dict[str, Any] | None
-             ) -> tuple[Spec, dict[str, Any]]:
-    spec = check_spec(workspace, document)
+def _checked(workspace, document: Any, parameters: dict[str, Any] | None,
+             registry: dict[str, ComponentDef] | None = None) -> tuple[Spec, dict[str, Any]]:
+    spec = check_spec(workspace, document, registry)
     values, errors = check_run_parameters(spec, parameters or {})
     if errors:
         raise SpecInvalid(errors, "The run parameters are invalid.")

@@ -713,7 +713,10 @@ class Reporter(RecordingSink):
     def contact_until(self) -> float:
         return math.inf
 
-    def finish(self, failure: dict[str, Any] | None, outputs: dict[str, Any]) -> None:
+    handed_over = None  # the server hands no next step over
+
+    def finish(self, failure: dict[str, Any] | None, outputs: dict[str, Any],
+               hand_over: bool = False) -> None:
         self.failure = failure
 
 
