@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -35,6 +35,8 @@ FLUSH_EVERY_S = 0.1
 MAX_EVENT_BYTES = 256_000
 MAX_REPORT_BYTES = 1_000_000
 MAX_BACKOFF_S = 5.0
+
+T = TypeVar("T")
 
 
 class AttemptStale(Exception):
@@ -64,14 +66,9 @@ class StepReporter:
         client: httpx.Client | None = None,
         lost_contact_after_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
-        claimed_as: str | None = None,
     ) -> None:
         self.job = job
-        # A job handed over in the answer to a final report was claimed for us already.
-        self.claim_id = claimed_as or uuid.uuid4().hex
-        self._claimed = claimed_as is not None
-        self.handed_over: dict[str, Any] | None = None  # the next job, from a final report
-        self.hand_over_claim = ""
+        self.claim_id = uuid.uuid4().hex
         self._url = f"{job['server_url'].rstrip('/')}/api/worker/steps/{job['step_run_id']}/events/"
         self._headers = {"Authorization": f"StepToken {job['token']}",
                          "Content-Type": "application/json"}
@@ -82,7 +79,7 @@ class StepReporter:
         self._lost_contact_after_s = lost_contact_after_s or job["lost_contact_s"]
         self._lock = threading.Lock()
         self._lines: list[dict[str, Any]] = []
-        self._points: list[dict[str, Any]] = []
+        self._points: list[str] = []  # as JSON objects
         self._next_line = 1
         self._next_point = 1
         self._next_seq = 1
@@ -103,8 +100,15 @@ class StepReporter:
             self._lines.append({"stream": stream, "text": text, "time": time})
 
     def metric(self, key: str, value: float, step: int | None, time: float) -> None:
+        point = json.dumps({"key": key, "value": value, "step": step, "time": time})
         with self._lock:
-            self._points.append({"key": key, "value": value, "step": step, "time": time})
+            self._points.append(point)
+
+    def metric_json(self, text: str) -> None:
+        """A point as the JSON object a report holds, in ASCII (checked by the executor's
+        StreamSink): most points come so, as the step wrote them, and are not encoded again."""
+        with self._lock:
+            self._points.append(text)
 
     def contact_until(self) -> float:
         """Until when (in the reporter's clock, time.monotonic) the step may run without more
@@ -126,9 +130,6 @@ class StepReporter:
 
     def claim(self, deadline_s: float = 60.0) -> bool:
         """Claim the attempt (queued -> running). False if another delivery already has it."""
-        if self._claimed:
-            self._start_reporting()
-            return True
         event = self._event("started", claim=self.claim_id, worker=worker_name(),
                             pid=os.getpid())
         self._outbox.append(event)
@@ -141,31 +142,21 @@ class StepReporter:
         except (ReportRefused, ServerUnavailable) as exc:
             log.warning("step run %s: attempt not claimed: %s", self.job["step_run_id"], exc)
             return False
-        self._start_reporting()
-        return True
-
-    def _start_reporting(self) -> None:
         self._thread = threading.Thread(target=self._run, name="step-reporter", daemon=True)
         self._thread.start()
+        return True
 
     def finish(self, failed: dict[str, Any] | None, outputs: dict[str, Any],
-               deadline_s: float = 600.0, hand_over: bool = False) -> None:
-        """Flush everything, then report the end of the attempt; gives up after the deadline.
-        With `hand_over` the slot asks for the run's next step on the same target; the answer
-        leaves its job in `handed_over`, claimed with the id `hand_over_claim`."""
+               deadline_s: float = 600.0) -> None:
+        """Flush everything, then report the end of the attempt; gives up after the deadline."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._form_events()
-        asked = {}
-        if hand_over:
-            self.hand_over_claim = uuid.uuid4().hex
-            asked = {"hand_over": {"claim": self.hand_over_claim, "worker": worker_name(),
-                                   "pid": os.getpid()}}
         if failed is None:
-            self._outbox.append(self._event("finished", outputs=outputs, exit_code=0, **asked))
+            self._outbox.append(self._event("finished", outputs=outputs, exit_code=0))
         else:
-            self._outbox.append(self._event("failed", **failed, **asked))
+            self._outbox.append(self._event("failed", **failed))
         try:
             self._send_until_acknowledged(deadline_s)
         except AttemptStale:
@@ -189,14 +180,15 @@ class StepReporter:
                 continue
             try:
                 self._send_once()
-                backoff = FLUSH_EVERY_S
+                # What one report could not hold goes at once, not a report every interval.
+                backoff = 0.0 if self._outbox else FLUSH_EVERY_S
             except AttemptStale:
                 self.stale = True
                 return
             except ReportRefused:
                 backoff = FLUSH_EVERY_S
             except ServerUnavailable:
-                backoff = min(MAX_BACKOFF_S, backoff * 2)
+                backoff = min(MAX_BACKOFF_S, max(backoff, FLUSH_EVERY_S) * 2)
 
     def _event(self, type_: str, **fields: Any) -> str:
         event = {"type": type_, "seq": self._next_seq, "time": time.time(), **fields}
@@ -207,12 +199,13 @@ class StepReporter:
         with self._lock:
             lines, self._lines = self._lines, []
             points, self._points = self._points, []
-        for chunk in _chunks(lines, MAX_LOG_LINES_PER_EVENT):
+        for chunk in _chunks(lines, MAX_LOG_LINES_PER_EVENT, _line_size):
             self._outbox.append(self._event("log", first=self._next_line, lines=chunk))
             self._next_line += len(chunk)
-        for chunk in _chunks(points, MAX_METRIC_POINTS_PER_EVENT):
-            self._outbox.append(self._event("metric", first=self._next_point, points=chunk))
-            self._next_point += len(chunk)
+        for texts in _chunks(points, MAX_METRIC_POINTS_PER_EVENT, len):
+            event = self._event("metric", first=self._next_point)
+            self._outbox.append(f'{event[:-1]}, "points": [{",".join(texts)}]}}')
+            self._next_point += len(texts)
 
     def _send_until_acknowledged(self, deadline_s: float, stop_on_refusal: bool = False) -> None:
         deadline = self._clock() + deadline_s
@@ -258,9 +251,7 @@ class StepReporter:
             log.error("step run %s: report refused with %s: %s", self.job["step_run_id"],
                       response.status_code, response.text[:500])
             raise ReportRefused(response.text[:500])
-        answer = response.json()
-        self.cancel_requested = self.cancel_requested or bool(answer.get("cancel"))
-        self.handed_over = answer.get("next") or self.handed_over
+        self.cancel_requested = self.cancel_requested or bool(response.json().get("cancel"))
 
 
 def _says_finished(response: httpx.Response) -> bool:
@@ -282,13 +273,17 @@ def shared_client() -> httpx.Client:
     return _clients[pid]
 
 
-def _chunks(items: list[dict[str, Any]], max_items: int) -> list[list[dict[str, Any]]]:
+def _line_size(line: dict[str, Any]) -> int:
+    return len(line["text"]) + 80  # about, with its JSON keys
+
+
+def _chunks(items: list[T], max_items: int, size_of: Callable[[T], int]) -> list[list[T]]:
     """Split into events of at most `max_items` and about MAX_EVENT_BYTES each."""
-    chunks: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
+    chunks: list[list[T]] = []
+    current: list[T] = []
     size = 0
     for item in items:
-        item_size = len(item.get("text", "")) + 80  # the line or point and its JSON keys
+        item_size = size_of(item)
         if current and (len(current) == max_items or size + item_size > MAX_EVENT_BYTES):
             chunks.append(current)
             current, size = [], 0

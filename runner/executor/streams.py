@@ -42,6 +42,9 @@ class Sink(Protocol):
 
     def metric(self, key: str, value: float, step: int | None, time: float) -> None: ...
 
+    # It may also have metric_json(text): a point as the JSON object the server takes, for
+    # a line that is one already (StreamSink checks), which saves encoding it again.
+
 
 class Masker:
     """Replaces every declared secret value with "***"."""
@@ -68,6 +71,7 @@ class StreamSink:
         self._open = True
         self._warned = False
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._metric_json = getattr(sink, "metric_json", None)
 
     def log(self, stream: str, text: str) -> None:
         line = _cut(self._mask(text))
@@ -78,13 +82,26 @@ class StreamSink:
     def system(self, text: str) -> None:
         self.log("system", text)
 
-    def metric_line(self, text: str) -> None:
-        point = parse_metric(text)
-        if point is None:
-            self.system(f"ignored a malformed metric line: {text[:200]}")
-            return
-        key, value, step, when = point
-        self._deliver(self._sink.metric, self._mask(key), value, step, when)
+    def metric_lines(self, texts: list[str]) -> None:
+        """The metric lines of one read: each checked, the points handed on together."""
+        points = []
+        for text in texts:
+            point = parse_metric(text)
+            if point is None:
+                self.system(f"ignored a malformed metric line: {text[:200]}")
+            else:
+                points.append((text, point))
+        if points:
+            self._deliver(self._hand_on_points, points)
+
+    def _hand_on_points(self, points: list[tuple[str, _Point]]) -> None:
+        for text, (key, value, step, when, as_sent) in points:
+            masked = self._mask(key)
+            if (as_sent and self._metric_json is not None and masked == key
+                    and self._mask(text) == text):
+                self._metric_json(text)
+            else:
+                self._sink.metric(masked, value, step, when)
 
     def close(self) -> None:
         with self._lock:
@@ -108,7 +125,12 @@ def _cut(line: str) -> str:
     return line[: MAX_LOG_LINE_CHARS - len(_CUT_MARK)] + _CUT_MARK
 
 
-def parse_metric(text: str) -> tuple[str, float, int | None, float] | None:
+# key, value, step, time, and whether the line is the point as the server takes it: exactly
+# those four fields, all valid, in ASCII (so its length is its size in a report).
+_Point = tuple[str, float, int | None, float, bool]
+
+
+def parse_metric(text: str) -> _Point | None:
     """A metric line as written by context.log_metric, or None when it is malformed."""
     try:
         data = _loads(text)
@@ -120,7 +142,9 @@ def parse_metric(text: str) -> tuple[str, float, int | None, float] | None:
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
             return None
         when = data.get("time")
-        return key, float(value), step, float(when) if _is_finite_number(when) else time.time()
+        timed = _is_finite_number(when)
+        as_sent = timed and len(data) == 4 and "step" in data and text.isascii()
+        return key, float(value), step, float(when) if timed else time.time(), as_sent
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return None
 
@@ -146,10 +170,10 @@ def _is_finite_number(value: Any) -> bool:
 def start_reader(step: StepProcess, stream: StreamSink) -> threading.Thread:
     """One thread hands on the lines of the step's stdout, stderr and metrics pipes until
     each is at its end (a thread each cost more to start than a short step's reading)."""
-    sources: list[tuple[IO[bytes], Callable[[str], None]]] = [
+    sources: list[tuple[IO[bytes], Callable[[str], None] | Lines]] = [
         (step.stdout, lambda text: stream.log("stdout", text)),
         (step.stderr, lambda text: stream.log("stderr", text)),
-        (os.fdopen(step.metrics_fd, "rb"), stream.metric_line),
+        (os.fdopen(step.metrics_fd, "rb"), MetricLines(stream.metric_lines)),
     ]
     thread = threading.Thread(target=_pump, args=(sources,), daemon=True,
                               name=f"step-reader-{step.pid}")
@@ -157,11 +181,12 @@ def start_reader(step: StepProcess, stream: StreamSink) -> threading.Thread:
     return thread
 
 
-def _pump(sources: list[tuple[IO[bytes], Callable[[str], None]]]) -> None:
+def _pump(sources: list[tuple[IO[bytes], Callable[[str], None] | Lines]]) -> None:
     with contextlib.ExitStack() as opened, selectors.DefaultSelector() as selector:
         for source, handle in sources:
             opened.enter_context(source)
-            selector.register(source, selectors.EVENT_READ, Lines(handle))
+            lines = handle if isinstance(handle, Lines) else Lines(handle)
+            selector.register(source, selectors.EVENT_READ, lines)
         while selector.get_map():
             for key, _ in selector.select():
                 chunk = os.read(key.fd, _READ_LIMIT)
@@ -209,6 +234,36 @@ class Lines:
             except Exception:  # one line must not stop the reading of the step's pipes
                 logger.exception("could not hand on a line of the step's output")
         self.skipping = not piece.endswith(b"\n")
+
+
+class MetricLines(Lines):
+    """The metrics pipe's lines, handed on as a list a read: a call a line cost about as much
+    as parsing it. A read with a line of _READ_LIMIT bytes or more is cut as Lines cuts it."""
+
+    def __init__(self, handle_all: Callable[[list[str]], None]) -> None:
+        super().__init__(lambda text: handle_all([text]))
+        self.handle_all = handle_all
+
+    def feed(self, chunk: bytes) -> None:
+        data = self.pending + chunk
+        cut = data.rfind(b"\n") + 1
+        if self.skipping or len(data) - cut >= _READ_LIMIT or _has_long_line(data[:cut]):
+            super().feed(chunk)
+            return
+        self.pending = data[cut:]
+        if not cut:
+            return
+        texts = data[:cut].decode("utf-8", errors="replace").split("\n")[:-1]
+        if b"\r" in data[:cut]:
+            texts = [text.removesuffix("\r") for text in texts]
+        try:
+            self.handle_all(texts)
+        except Exception:  # one read must not stop the reading of the step's pipes
+            logger.exception("could not hand on the metric lines of the step")
+
+
+def _has_long_line(lines: bytes) -> bool:
+    return len(lines) > _READ_LIMIT and max(map(len, lines.split(b"\n"))) >= _READ_LIMIT
 
 
 def join_reader(reader: threading.Thread, stream: StreamSink) -> None:
