@@ -118,9 +118,10 @@ STEP_JOB_SCHEMA: dict[str, Any] = {
 #
 # A worker posts a *report*: {"attempt_id": ..., "events": [event, ...]} to
 # POST /api/worker/steps/{step_run_id}/events/ with "Authorization: StepToken <token>".
-# Every event carries `seq`, numbered from 1 per attempt by the worker, so the server applies
-# each event once whatever is replayed. Log lines and metric points also carry their own
-# running index (`first`), so they are stored exactly once under a unique constraint.
+# Every event carries `seq`, numbered from 1 per attempt by the worker, for the reader of a
+# report; the server does not rely on it. A replayed event is applied once all the same: log
+# lines and metric points carry their own running index (`first`) and are stored once under a
+# unique constraint, and a replayed state event is a duplicate to `runner.transitions`.
 
 EventType = Literal["started", "log", "metric", "heartbeat", "finished", "failed"]
 
