@@ -8,7 +8,7 @@ import hmac
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from pipelines_ui.data.models import Artifact
@@ -118,16 +118,27 @@ def _store_lines(step: StepRun, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _store_points(step: StepRun, event: dict[str, Any]) -> dict[str, Any]:
-    """Store a batch of metric points; returns the event that tells browsers."""
-    first = event["first"]
-    MetricPoint.objects.bulk_create(
-        [MetricPoint(run_id=step.run_id, step_run=step, attempt=step.attempt, index=first + i,
-                     key=p["key"], step=p["step"], value=p["value"], time=_from_unix(p["time"]))
-         for i, p in enumerate(event["points"])],
-        ignore_conflicts=True,
-    )
+    """Store a batch of metric points with one statement, a row a point; returns the event
+    that tells browsers. Not bulk_create: a model instance a point, and an INSERT a hundred
+    on SQLite, were most of the server's time on a step logging 100,000 points."""
+    first, run_id, step_id, attempt = event["first"], step.run_id, step.pk, step.attempt
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = [(run_id, step_id, attempt, first + i, p["key"], p["step"], p["value"],
+             adapt(_from_unix(p["time"]))) for i, p in enumerate(event["points"])]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(_insert_points_sql(), rows)
     return {"type": "metric", "node": step.node, "attempt": step.attempt, "first": first,
             "points": event["points"]}
+
+
+def _insert_points_sql() -> str:
+    """A point's INSERT; one already stored is left as it is, so a replay is a no-op (R8)."""
+    fields = [MetricPoint._meta.get_field(name) for name in
+              ("run", "step_run", "attempt", "index", "key", "step", "value", "time")]
+    quote = connection.ops.quote_name
+    return (f"INSERT INTO {quote(MetricPoint._meta.db_table)} "
+            f"({', '.join(quote(field.column) for field in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING")
 
 
 def _apply_state_event(reported: StepRun, attempt_id: str, event: dict[str, Any],
