@@ -20,4 +20,8 @@ def lock_step(step_run_id: int, run_id: int | None = None) -> tuple[Run, StepRun
     if run_id is None:
         run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
     run = locked_run(run_id)
-    return run, StepRun.objects.select_for_update().get(pk=step_run_id)
+    # With its target (the step's event names it), whose row is read, not locked.
+    step = (StepRun.objects.select_for_update(of=("self",)).select_related("compute_target")
+            .get(pk=step_run_id))
+    step.run = run  # spares a query wherever the step's run is read
+    return run, step
