@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,6 +96,12 @@ class Timings:
             self.sql[name] = [query["sql"] for query in captured.captured_queries]
         return result
 
+    def set_apart(self, name: str, new_name: str) -> None:
+        """Move the last call measured as `name` to `new_name`, as its only call."""
+        self.ms[new_name] = [self.ms[name].pop()]
+        self.cpu_ms[new_name] = [self.cpu_ms[name].pop()]
+        self.queries[new_name] = [self.queries[name].pop()]
+
     def print(self) -> None:
         for name, values in self.ms.items():
             if name.startswith("fan-out"):
@@ -104,29 +111,34 @@ class Timings:
                   f"{statistics.median(self.queries[name]):4.0f} queries")
 
 
-def main() -> None:
-    args = parse_args()
-    configure(args)
+def setup_django() -> None:
     sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from django.test import Client
-
-    from pipelines_ui.accounts.models import Membership, Workspace
-    from pipelines_ui.celery import app
-    from pipelines_ui.compute.models import ComputeTarget
-    from pipelines_ui.pipelines.models import Pipeline
-    from pipelines_ui.runs import engine
 
     call_command("migrate", verbosity=0)
+
+
+def create_workspace() -> tuple[Any, Any, str]:
+    """A new workspace, its admin and the name of its compute target."""
+    from django.contrib.auth import get_user_model
+
+    from pipelines_ui.accounts.models import Membership, Workspace
+    from pipelines_ui.compute.models import ComputeTarget
+
     tag = uuid.uuid4().hex[:6]
     workspace = Workspace.objects.create(name=f"bench {tag}", slug=f"bench-{tag}")
     user = get_user_model().objects.create_user(f"bench-{tag}")
     Membership.objects.create(workspace=workspace, user=user, role="admin")
     ComputeTarget.objects.create(workspace=workspace, name=f"bench-{tag}")
+    return workspace, user, f"bench-{tag}"
+
+
+def capture_dispatches() -> list[tuple[int, str]]:
+    """Replace the broker's send by a list of the (step id, attempt id) of each job sent."""
+    from pipelines_ui.celery import app
 
     sent: list[tuple[int, str]] = []
 
@@ -134,46 +146,51 @@ def main() -> None:
         sent.append((args[0]["step_run_id"], args[0]["attempt_id"]))
 
     app.send_task = send_task
-    timings = Timings()
-    client = Client()
+    return sent
 
-    def post(step_id: int, attempt_id: str, event: dict) -> None:
+
+class Worker:
+    """Plays the worker's part in process, posting its reports to the real view."""
+
+    def __init__(self, workspace: Any, user: Any, sent: list[tuple[int, str]]) -> None:
+        from django.test import Client
+
+        from pipelines_ui.runs import engine
+
+        self.workspace, self.user, self.sent = workspace, user, sent
+        self.engine = engine  # importable only once Django is set up
+        self.client = Client()
+        self.timings = Timings()
+
+    def post(self, step_id: int, attempt_id: str, event: dict) -> None:
         body = {"attempt_id": attempt_id, "events": [{"seq": 1, "time": time.time(), **event}]}
-        response = client.post(
+        response = self.client.post(
             f"/api/worker/steps/{step_id}/events/", body, content_type="application/json",
-            headers={"Authorization": f"StepToken {engine.step_token(step_id, attempt_id)}"})
+            headers={"Authorization": f"StepToken {self.engine.step_token(step_id, attempt_id)}"})
         assert response.status_code == 200, response.content
 
-    def play(spec: dict, label: str = "") -> None:
+    def play(self, spec: dict, label: str = "") -> None:
         """Submit the pipeline, then claim and finish each job as it is sent."""
-        pipeline = Pipeline.objects.create(workspace=workspace, name=f"bench {uuid.uuid4().hex}",
-                                           spec=spec)
-        timings.measure(f"{label}submit", lambda: engine.submit_run(pipeline, user=user))
-        while sent:
-            step_id, attempt_id = sent.pop(0)
-            timings.measure(f"{label}started", post, step_id, attempt_id, {
+        from pipelines_ui.pipelines.models import Pipeline
+
+        pipeline = Pipeline.objects.create(workspace=self.workspace,
+                                           name=f"bench {uuid.uuid4().hex}", spec=spec)
+        self.timings.measure(f"{label}submit",
+                             lambda: self.engine.submit_run(pipeline, user=self.user))
+        while self.sent:
+            step_id, attempt_id = self.sent.pop(0)
+            self.timings.measure(f"{label}started", self.post, step_id, attempt_id, {
                 "type": "started", "claim": uuid.uuid4().hex, "worker": "bench", "pid": 1})
             digest = "sha256:" + uuid.uuid4().hex * 2
-            dispatches = len(sent)
-            timings.measure(f"{label}finished", post, step_id, attempt_id, {
+            dispatches = len(self.sent)
+            self.timings.measure(f"{label}finished", self.post, step_id, attempt_id, {
                 "type": "finished", "exit_code": 0, "outputs": {"out": {
                     "digest": digest, "uri": f"file:///tmp/{digest}", "size": 1}}})
-            if len(sent) - dispatches > 1:  # the fan-out's root: it dispatched every child
-                timings.ms[f"{label}root"] = [timings.ms[f"{label}finished"].pop()]
-                timings.cpu_ms[f"{label}root"] = [timings.cpu_ms[f"{label}finished"].pop()]
-                timings.queries[f"{label}root"] = [timings.queries[f"{label}finished"].pop()]
+            if len(self.sent) - dispatches > 1:  # the fan-out's root: it dispatched every child
+                self.timings.set_apart(f"{label}finished", f"{label}root")
 
-    target = f"bench-{tag}"
-    play(chain(args.chain, target, uuid.uuid4().hex))  # warm-up: imports, caches, queries
-    timings = Timings()
-    profiler = cProfile.Profile() if args.profile else None
-    if profiler:
-        profiler.enable()
-    play(chain(args.chain, target, uuid.uuid4().hex))
-    if profiler:
-        profiler.disable()
-    if args.fanout:
-        play(fanout(args.fanout, target, uuid.uuid4().hex), label="fan-out ")
+
+def print_figures(args: argparse.Namespace, timings: Timings) -> None:
     database = "postgresql" if args.postgres else "sqlite"
     print(f"server side, database={database}; a chain of {args.chain} steps, per step:")
     timings.print()
@@ -185,13 +202,36 @@ def main() -> None:
               f"({root_ms / args.fanout:.1f} ms a child dispatched); a child's reports, median: "
               f"started {statistics.median(timings.ms['fan-out started']):.1f} ms, "
               f"finished {statistics.median(timings.ms['fan-out finished']):.1f} ms")
+
+
+def print_sql(timings: Timings) -> None:
+    for name in ("started", "finished"):
+        print(f"\n{name}:")
+        for sql in timings.sql.get(name, []):
+            print(f"  {sql[:300]}")
+
+
+def main() -> None:
+    args = parse_args()
+    configure(args)
+    setup_django()
+    workspace, user, target = create_workspace()
+    worker = Worker(workspace, user, capture_dispatches())
+    worker.play(chain(args.chain, target, uuid.uuid4().hex))  # warm-up: imports, caches, queries
+    worker.timings = Timings()
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    worker.play(chain(args.chain, target, uuid.uuid4().hex))
+    if profiler:
+        profiler.disable()
+    if args.fanout:
+        worker.play(fanout(args.fanout, target, uuid.uuid4().hex), label="fan-out ")
+    print_figures(args, worker.timings)
     if profiler:
         pstats.Stats(profiler).sort_stats(args.profile).print_stats(45)
     if args.sql:
-        for name in ("started", "finished"):
-            print(f"\n{name}:")
-            for sql in timings.sql.get(name, []):
-                print(f"  {sql[:300]}")
+        print_sql(worker.timings)
 
 
 if __name__ == "__main__":

@@ -58,10 +58,16 @@ def explain_changes(previous: Mapping[str, Any] | None, current: Mapping[str, An
     result could have been reused); empty when nothing changed."""
     if previous is None:
         return ["first run of this node"]
+    reasons = ["code changed"] if previous.get("code") != current.get("code") else []
+    reasons += _param_changes(_section(previous, "params"), _section(current, "params"))
+    reasons += _input_changes(_section(previous, "inputs"), _section(current, "inputs"))
+    reasons += _environment_changes(_section(previous, "environment"),
+                                    _section(current, "environment"))
+    return reasons
+
+
+def _param_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     reasons = []
-    if previous.get("code") != current.get("code"):
-        reasons.append("code changed")
-    before, after = _section(previous, "params"), _section(current, "params")
     for name in _names(before, after):
         if name not in before:
             reasons.append(f"parameter {name} added")
@@ -70,7 +76,11 @@ def explain_changes(previous: Mapping[str, Any] | None, current: Mapping[str, An
         elif _differ(before[name], after[name]):
             reasons.append(f"parameter {name} changed from {_show(before[name])} to "
                            f"{_show(after[name])}")
-    before, after = _section(previous, "inputs"), _section(current, "inputs")
+    return reasons
+
+
+def _input_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    reasons = []
     for name in _names(before, after):
         if name not in before:
             reasons.append(f"input {name} added")
@@ -79,12 +89,13 @@ def explain_changes(previous: Mapping[str, Any] | None, current: Mapping[str, An
         elif before[name] != after[name]:
             reasons.append(f"input {name} changed ({_short(before[name])} -> "
                            f"{_short(after[name])})")
-    before, after = _section(previous, "environment"), _section(current, "environment")
+    return reasons
+
+
+def _environment_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     changed = [name for name in _names(before, after)
                if name not in before or name not in after or _differ(before[name], after[name])]
-    if changed:
-        reasons.append(f"environment changed: {', '.join(changed)}")
-    return reasons
+    return [f"environment changed: {', '.join(changed)}"] if changed else []
 
 
 def _section(parts: Mapping[str, Any], key: str) -> Mapping[str, Any]:

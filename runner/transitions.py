@@ -176,31 +176,50 @@ def apply_step_event(step: StepView, event: StepEvent, policy: NodePolicy) -> St
     if step.state == "pending" or event.attempt != step.attempt:
         # A pending step has no attempt at all, so nothing can be about it.
         return StepOutcome(step, "stale")
-
     if isinstance(event, Claimed):
-        if step.state != "queued":
-            # The server recognises a repeat of the very same claim before calling this; any
-            # other second claim is a redelivery that must not run the step again (R3).
-            return StepOutcome(step, "stale")
-        return StepOutcome(replace(step, state="running"), "applied")
-
+        return _apply_claim(step)
     if isinstance(event, Succeeded):
-        if step.state != "running":
-            # Only a claimed attempt can have run; an unclaimed success comes from a worker that
-            # skipped the compare-and-set and must not be trusted.
-            return StepOutcome(step, "stale")
-        # A success that races a cancel request still happened, so it is recorded as such.
-        return StepOutcome(replace(step, state="succeeded"), "applied")
+        return _apply_success(step)
+    if isinstance(event, Failed):
+        return _apply_failure(step, event, policy)
+    return _apply_loss(step, policy)
 
-    if isinstance(event, Failed) and step.state != "running":
+
+def _apply_claim(step: StepView) -> StepOutcome:
+    if step.state != "queued":
+        # The server recognises a repeat of the very same claim before calling this; any
+        # other second claim is a redelivery that must not run the step again (R3).
+        return StepOutcome(step, "stale")
+    return StepOutcome(replace(step, state="running"), "applied")
+
+
+def _apply_success(step: StepView) -> StepOutcome:
+    if step.state != "running":
+        # Only a claimed attempt can have run; an unclaimed success comes from a worker that
+        # skipped the compare-and-set and must not be trusted.
+        return StepOutcome(step, "stale")
+    # A success that races a cancel request still happened, so it is recorded as such.
+    return StepOutcome(replace(step, state="succeeded"), "applied")
+
+
+def _apply_failure(step: StepView, event: Failed, policy: NodePolicy) -> StepOutcome:
+    if step.state != "running":
         # A worker fails only an attempt it claimed; a queued attempt ends through Lost.
         return StepOutcome(step, "stale")
+    return _end_attempt(step, policy, retryable=event.retryable)
 
-    # Failed or Lost of the current attempt.
+
+def _apply_loss(step: StepView, policy: NodePolicy) -> StepOutcome:
+    # Queued or running alike: nobody holds the attempt any more, and losing it is never on
+    # purpose, so it may be retried.
+    return _end_attempt(step, policy, retryable=True)
+
+
+def _end_attempt(step: StepView, policy: NodePolicy, *, retryable: bool) -> StepOutcome:
+    """The current attempt failed or was lost: cancel, retry or fail the step."""
     if step.cancel_requested:
         # The attempt ended because we asked it to (or while we were asking): not a failure.
         return StepOutcome(replace(step, state="canceled"), "applied")
-    retryable = not isinstance(event, Failed) or event.retryable
     if retryable and step.attempt < policy.max_attempts:
         next_attempt = StepView("queued", attempt=step.attempt + 1)
         return StepOutcome(next_attempt, "retry")
