@@ -66,9 +66,14 @@ class StepReporter:
         client: httpx.Client | None = None,
         lost_contact_after_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        claimed_as: str | None = None,
     ) -> None:
         self.job = job
-        self.claim_id = uuid.uuid4().hex
+        # A job handed over in the answer to a final report was claimed for us already.
+        self.claim_id = claimed_as or uuid.uuid4().hex
+        self._claimed = claimed_as is not None
+        self.handed_over: dict[str, Any] | None = None  # the next job, from a final report
+        self.hand_over_claim = ""
         self._url = f"{job['server_url'].rstrip('/')}/api/worker/steps/{job['step_run_id']}/events/"
         self._headers = {"Authorization": f"StepToken {job['token']}",
                          "Content-Type": "application/json"}
@@ -130,6 +135,9 @@ class StepReporter:
 
     def claim(self, deadline_s: float = 60.0) -> bool:
         """Claim the attempt (queued -> running). False if another delivery already has it."""
+        if self._claimed:
+            self._start_reporting()
+            return True
         event = self._event("started", claim=self.claim_id, worker=worker_name(),
                             pid=os.getpid())
         self._outbox.append(event)
@@ -142,21 +150,31 @@ class StepReporter:
         except (ReportRefused, ServerUnavailable) as exc:
             log.warning("step run %s: attempt not claimed: %s", self.job["step_run_id"], exc)
             return False
-        self._thread = threading.Thread(target=self._run, name="step-reporter", daemon=True)
-        self._thread.start()
+        self._start_reporting()
         return True
 
+    def _start_reporting(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="step-reporter", daemon=True)
+        self._thread.start()
+
     def finish(self, failed: dict[str, Any] | None, outputs: dict[str, Any],
-               deadline_s: float = 600.0) -> None:
-        """Flush everything, then report the end of the attempt; gives up after the deadline."""
+               deadline_s: float = 600.0, hand_over: bool = False) -> None:
+        """Flush everything, then report the end of the attempt; gives up after the deadline.
+        With `hand_over` the slot asks for the run's next step on the same target; the answer
+        leaves its job in `handed_over`, claimed with the id `hand_over_claim`."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._form_events()
+        asked = {}
+        if hand_over:
+            self.hand_over_claim = uuid.uuid4().hex
+            asked = {"hand_over": {"claim": self.hand_over_claim, "worker": worker_name(),
+                                   "pid": os.getpid()}}
         if failed is None:
-            self._outbox.append(self._event("finished", outputs=outputs, exit_code=0))
+            self._outbox.append(self._event("finished", outputs=outputs, exit_code=0, **asked))
         else:
-            self._outbox.append(self._event("failed", **failed))
+            self._outbox.append(self._event("failed", **failed, **asked))
         try:
             self._send_until_acknowledged(deadline_s)
         except AttemptStale:
@@ -251,7 +269,9 @@ class StepReporter:
             log.error("step run %s: report refused with %s: %s", self.job["step_run_id"],
                       response.status_code, response.text[:500])
             raise ReportRefused(response.text[:500])
-        self.cancel_requested = self.cancel_requested or bool(response.json().get("cancel"))
+        answer = response.json()
+        self.cancel_requested = self.cancel_requested or bool(answer.get("cancel"))
+        self.handed_over = answer.get("next") or self.handed_over
 
 
 def _says_finished(response: httpx.Response) -> bool:
