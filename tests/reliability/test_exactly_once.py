@@ -1,7 +1,9 @@
 """R8: every log line and metric point that reached the server is stored exactly once.
 
 The worker reports through a proxy that sends every request to the server twice and, for a
-few seconds mid-run, drops connections instead of answering.
+few seconds mid-run, drops connections instead of answering. A step buffers its points
+(runner.context): one that returns or raises loses none of them, and one killed by SIGKILL
+loses at most those it had not flushed, storing the others once.
 """
 
 import threading
@@ -15,6 +17,7 @@ from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.runs.models import LogLine, MetricPoint
+from runner.executor.launch import LAUNCH_MODES
 from tests.integration.runs.specs import script
 from tests.support import WorkerProcess, unique_target, wait_until
 
@@ -30,6 +33,35 @@ CHATTY = f"""
             context.log_metric('value', i, step=i)
         if i % 1000 == 0:
             time.sleep(0.5)
+    """
+
+
+# Not a multiple of the step's batch (1000 points): the last 500 are still buffered at its end.
+BURST = 20_500
+ENDINGS = {
+    "returns": "",
+    "raises": "raise RuntimeError('after the points')",
+    "exits": "sys.exit(3)",
+}
+BURST_THEN = """
+    import sys
+    from runner import context
+    for i in range({points}):
+        context.log_metric('value', i, step=i)
+    {ending}
+    """
+# What it flushed must be stored once; the 500 after it may be lost, or stored in part (the
+# step's timer may write some before the kill), but only as the next ones in order.
+FLUSHED = 5_000
+KILLED_AFTER_FLUSH = f"""
+    import os, signal
+    from runner import context
+    for i in range({FLUSHED}):
+        context.log_metric('value', i, step=i)
+    context.flush_metrics()
+    for i in range({FLUSHED}, {FLUSHED + 500}):
+        context.log_metric('value', i, step=i)
+    os.kill(os.getpid(), signal.SIGKILL)
     """
 
 
@@ -109,3 +141,56 @@ def test_replayed_and_interrupted_reports_store_each_line_and_point_once(engine,
                   .values_list("value", flat=True))
     assert values == [float(i) for i in range(POINTS)]
     assert proxy.forwarded > 2
+
+
+def run_through_a_replaying_proxy(engine, workspace, owner, settings, code: str,
+                                  launch_mode: str):
+    """Runs one step whose reports all arrive twice; returns the finished run."""
+    proxy = ReplayingProxy(engine.url)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    settings.PIPELINES_SERVER_URL = proxy.url
+    name = unique_target()
+    ComputeTarget.objects.create(workspace=workspace, name=name)
+    worker = WorkerProcess(name, engine.url, extra_env={"PIPELINES_STEP_LAUNCH": launch_mode})
+    try:
+        spec = {"parameters": {}, "edges": [], "nodes": [
+            script("burst", code, target=name, allow_reuse=False)]}
+        pipeline = Pipeline.objects.create(workspace=workspace, name="burst", spec=spec)
+        run = submit_run(pipeline, user=owner)
+
+        def done():
+            run.refresh_from_db()
+            return run.is_finished
+
+        wait_until(done, timeout=120, interval=0.5)
+    finally:
+        worker.stop()
+        proxy.shutdown()
+    return run
+
+
+def stored_values(run) -> list[float]:
+    return list(MetricPoint.objects.filter(step_run__run=run).order_by("index")
+                .values_list("value", flat=True))
+
+
+@pytest.mark.parametrize("launch_mode", LAUNCH_MODES)
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_a_step_that_returns_raises_or_exits_loses_no_buffered_point(
+        engine, workspace, owner, settings, launch_mode, ending):
+    code = BURST_THEN.format(points=BURST, ending=ENDINGS[ending])
+    run = run_through_a_replaying_proxy(engine, workspace, owner, settings, code, launch_mode)
+    assert run.status == ("succeeded" if ending == "returns" else "failed")
+    assert stored_values(run) == [float(i) for i in range(BURST)]
+
+
+@pytest.mark.parametrize("launch_mode", LAUNCH_MODES)
+def test_a_step_killed_after_a_flush_stores_what_it_flushed_once(
+        engine, workspace, owner, settings, launch_mode):
+    run = run_through_a_replaying_proxy(engine, workspace, owner, settings,
+                                        KILLED_AFTER_FLUSH, launch_mode)
+    step = run.steps.get()
+    assert step.state == "failed" and "signal 9" in step.error, step.error
+    values = stored_values(run)
+    assert FLUSHED <= len(values) <= FLUSHED + 500
+    assert values == [float(i) for i in range(len(values))]  # in order, none twice
