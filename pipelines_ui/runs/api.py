@@ -172,6 +172,12 @@ class MetricsSerializer(serializers.Serializer):
     series = MetricSeriesSerializer(many=True)
 
 
+def _utc_iso(moment: datetime) -> str:
+    """An aware UTC time as DRF's DateTimeField writes it (ISO 8601, "Z" for UTC)."""
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 class CSVRenderer(BaseRenderer):
     """Rows (a list of dicts) as CSV, for downloads such as a run's metrics."""
 
@@ -323,5 +329,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Update
                 "times": []})
             one["steps"].append(step)
             one["values"].append(value)
-            one["times"].append(time)
-        return Response(MetricsSerializer({"series": list(series.values())}).data)
+            one["times"].append(_utc_iso(time))
+        # Built as MetricsSerializer describes it, without a serializer field call a point: for
+        # 100,000 points those calls took a second and more.
+        return Response({"series": list(series.values())})

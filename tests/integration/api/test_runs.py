@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework import serializers
 
 from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.runs.models import LogLine, MetricPoint, Run, RunTag, StepRun
@@ -103,6 +104,10 @@ def test_metrics_come_as_series_and_as_csv(client_for, owner, finished_run):
     body = client.get(f"/api/runs/{finished_run.pk}/metrics/?key=loss").json()
     assert [(s["node"], s["key"], s["steps"], s["values"]) for s in body["series"]] == [
         ("prep", "loss", [1, 2, 3], [0.1, 0.2, 0.3])]
+    # Built without a serializer call a point, the times are still as DRF writes them.
+    points = MetricPoint.objects.filter(run=finished_run, key="loss").order_by("index")
+    assert body["series"][0]["times"] == [serializers.DateTimeField().to_representation(p.time)
+                                          for p in points]
     response = client.get(f"/api/runs/{finished_run.pk}/metrics/?format=csv&node=prep")
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment" in response["Content-Disposition"]
