@@ -24,13 +24,13 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import run_engine
 from run_engine import CpuMeter, free_port, start_embedded_valkey, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,24 +67,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def configure(args: argparse.Namespace, port: int) -> Path:
-    """As run_engine.configure, in a folder of its own: that one empties bench/out/var, which
-    a bench/run_engine.py running beside this one is using."""
-    var = OUT / "metrics-var"
-    shutil.rmtree(var, ignore_errors=True)
-    os.environ.update({
-        "PIPELINES_VAR_DIR": str(var),
-        "DJANGO_SETTINGS_MODULE": "pipelines_ui.settings",
-        "PIPELINES_SERVER_URL": f"http://127.0.0.1:{port}",
-        "STEP_HEARTBEAT_S": "2",
-    })
-    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"):
-        os.environ.pop(name, None)
-    if args.redis:
-        os.environ["CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/4"
-        os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/5"
-    if args.postgres:
-        os.environ["DATABASE_URL"] = args.postgres
-    return var
+    """As run_engine's, in a folder and Redis databases of its own: run_engine empties
+    bench/out/var, which a bench/run_engine.py running beside this one is using."""
+    return run_engine.configure(args, port, folder="metrics-var", redis_dbs=(4, 5))
 
 
 def step_spec(target: str, points: int, body: str, nonce: str) -> dict:

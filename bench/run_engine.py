@@ -36,8 +36,11 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def configure(args: argparse.Namespace, port: int) -> Path:
-    var = ROOT / "bench" / "out" / "var"
+def configure(args: argparse.Namespace, port: int, folder: str = "var",
+              redis_dbs: tuple[int, int] = (2, 3)) -> Path:
+    """The environment of the server, worker and this process; an empty bench/out/<folder>.
+    Benchmarks that may run side by side each take a folder and Redis databases of their own."""
+    var = ROOT / "bench" / "out" / folder
     shutil.rmtree(var, ignore_errors=True)
     os.environ.update({
         "PIPELINES_VAR_DIR": str(var),
@@ -48,8 +51,8 @@ def configure(args: argparse.Namespace, port: int) -> Path:
     for name in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL"):
         os.environ.pop(name, None)
     if args.redis:  # as a deployment on Redis has it: the run page's events go through it too
-        os.environ["CELERY_BROKER_URL"] = "redis://127.0.0.1:6379/2"
-        os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/3"
+        os.environ["CELERY_BROKER_URL"] = f"redis://127.0.0.1:6379/{redis_dbs[0]}"
+        os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{redis_dbs[1]}"
     if args.postgres:
         os.environ["DATABASE_URL"] = args.postgres
     return var
