@@ -132,7 +132,7 @@ def _run(job: StepJob, prepared: prepare.Prepared, stream: streams.StreamSink, c
     if not claimed:
         return None
     with supervise.Lease(watch.contact_until) as lease:
-        step = starting.start(lease.read_fd)
+        step = starting.start(lease)
         lease.handed_over()
         return _run_started(job, prepared, stream, step, watch.should_stop, lease, on_start)
 

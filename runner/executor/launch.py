@@ -20,11 +20,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import IO, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from runner import context, step_launch
 from runner.executor import template
 from runner.executor.prepare import Prepared, SetupError, metrics_pipe_env
+
+if TYPE_CHECKING:
+    from runner.executor.supervise import Lease
 
 LaunchMode = Literal["fork", "spawn"]
 LAUNCH_MODES: tuple[LaunchMode, ...] = ("fork", "spawn")
@@ -68,15 +71,16 @@ class Launch:
         forks = mode == "fork" and prepared.forkable
         self._template = template.take(prepared.argv[0]) if forks else None
 
-    def start(self, lease_fd: int) -> StepProcess:
+    def start(self, lease: Lease) -> StepProcess:
         """Start the step, handing its supervisor the lease pipe's read end; SetupError if it
         cannot start."""
         if self._template is not None:
-            forked = self._template.fork(self._prepared, lease_fd)
+            forked = self._template.fork(self._prepared, lease.read_fd)
             if forked is not None:
                 return forked
             # A template that is gone forked nothing that will run: the claim holds for this.
-        return spawn(self._prepared, lease_fd)
+            lease.replace()
+        return spawn(self._prepared, lease.read_fd)
 
     def abandon(self) -> None:
         """The step will not start (its claim was refused): a template goes back unused."""

@@ -128,6 +128,17 @@ class Lease:
         except BrokenPipeError:
             pass  # the supervisor has ended, and its step with it
 
+    def replace(self) -> None:
+        """A new pipe, for a fresh start after a template died while forking: a child it forked
+        may still read the old pipe, and would take the lease meant for the new supervisor.
+        Closing the old write end tells that child the worker is gone, so it ends."""
+        os.close(self._write_fd)
+        self.handed_over()
+        self.read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._sent = None
+        self.renew()
+
     def handed_over(self) -> None:
         """Our copy of the read end is no longer needed: the supervisor has its own."""
         if self.read_fd is not None:
