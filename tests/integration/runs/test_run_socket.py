@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 from django.contrib.sessions.models import Session
 from django.test import Client
 
@@ -33,6 +33,16 @@ def run(workspace):
     return Run.objects.create(workspace=workspace, pipeline=pipeline, spec=SPEC)
 
 
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """A channel layer of its own for each test: each scenario runs on an event loop of its
+    own, and a Redis layer still receiving on an earlier loop refuses to receive on another
+    ("Two event loops are trying to receive() on one channel layer at once")."""
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture
 def fast_recheck(monkeypatch):
     monkeypatch.setattr(consumers.RunConsumer, "recheck_every_s", 0.5)
@@ -53,6 +63,9 @@ class WebsocketCommunicator(ApplicationCommunicator):
         await self.send_input({"type": "websocket.connect"})
         answer = await self.receive_output(timeout)
         if answer["type"] == "websocket.close":
+            # As a server does once the socket is closed: the consumer then leaves its loop,
+            # which otherwise still waits on the channel layer when this test's loop ends.
+            await self.disconnect(answer.get("code", 1000))
             return False, answer.get("code", 1000)
         return True, None
 
