@@ -37,8 +37,8 @@ from runner.spec import (
     SpecError,
     SpecInvalid,
     check_run_parameters,
-    validate_spec,
 )
+from runner.spec_validation import validate_spec
 
 
 def component_registry(workspace: Workspace | int) -> dict[str, ComponentDef]:

@@ -14,7 +14,7 @@ from runner.sdk.client import ApiError, Client
 from runner.sdk.runs import Run
 from runner.sdk.snapshots import snapshot_digest, upload_snapshot
 from runner.sdk.steps import PipelineError, PipelineParameter, SourceResolver, Step
-from runner.spec import validate_spec
+from runner.spec_validation import validate_spec
 
 
 class PipelineInvalid(Exception):

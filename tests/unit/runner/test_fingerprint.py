@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from runner.components import BUILTINS
 from runner.fingerprint import explain_changes, fingerprint, fingerprint_parts
-from runner.spec import Spec, check_run_parameters, resolve_params, validate_spec
+from runner.spec import Spec, check_run_parameters, resolve_params
+from runner.spec_validation import validate_spec
 
 REPO = Path(__file__).resolve().parents[3]
 A = "sha256:" + "a" * 64

@@ -19,8 +19,8 @@ from runner.spec import (
     SpecError,
     check_run_parameters,
     resolve_params,
-    validate_spec,
 )
+from runner.spec_validation import validate_spec
 
 TRAIN_SCHEMA = {
     "type": "object",

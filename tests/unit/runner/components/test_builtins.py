@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 
 from runner.components import BUILTINS, PORT_TYPES
-from runner.spec import resolve_params, validate_spec
+from runner.spec import resolve_params
+from runner.spec_validation import validate_spec
 
 if TYPE_CHECKING:
     from conftest import Step
