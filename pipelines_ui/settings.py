@@ -214,6 +214,11 @@ PIPELINES_MAX_SPEC_BYTES = envint("PIPELINES_MAX_SPEC_BYTES", 1_000_000)
 PIPELINES_TRIGGER_RATE = envint("PIPELINES_TRIGGER_RATE", 120)
 PIPELINES_TARGET_TRIGGER_RATE = envint("PIPELINES_TARGET_TRIGGER_RATE", 600)
 PIPELINES_MAX_ACTIVE_RUNS = envint("PIPELINES_MAX_ACTIVE_RUNS", 100)
+# Failed sign-ins (S18): past this many in the window for one username, or for one client
+# address, that username or address may not sign in until the oldest failure leaves the window.
+SIGN_IN_FAILURES_PER_USERNAME = envint("SIGN_IN_FAILURES_PER_USERNAME", 5)
+SIGN_IN_FAILURES_PER_ADDRESS = envint("SIGN_IN_FAILURES_PER_ADDRESS", 20)
+SIGN_IN_FAILURE_WINDOW_S = envint("SIGN_IN_FAILURE_WINDOW_S", 900)
 # Uploaded source snapshots (POST /api/artifacts/): the archive and what it unpacks to.
 PIPELINES_MAX_UPLOAD_BYTES = envint("PIPELINES_MAX_UPLOAD_BYTES", 100_000_000)
 
