@@ -16,7 +16,6 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
 from django.db.models import ProtectedError
 from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
@@ -42,23 +41,6 @@ class PayloadTooLarge(exceptions.APIException):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         super().__init__(f"The request body is larger than the limit of {limit} bytes "
                          "(DATA_UPLOAD_MAX_MEMORY_SIZE).")
-
-
-class LimitedJSONParser(JSONParser):
-    """JSON with Django's body limit applied (DRF reads the stream itself and skips it, S9)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        request = (parser_context or {}).get("request")
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if request is not None and limit is not None:
-            meta = request.META
-            try:
-                length = int(meta.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            if length > limit:
-                raise PayloadTooLarge()
-        return super().parse(stream, media_type, parser_context)
 
 
 def error_body(detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -232,7 +232,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["pipelines_ui.api_base.WorkspaceAccess"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["pipelines_ui.api_errors.LimitedJSONParser"],
+    # Bounded in size and in depth: no body can crash a view (S9, S12).
+    "DEFAULT_PARSER_CLASSES": ["pipelines_ui.json_body.JSONBodyParser"],
     "DEFAULT_SCHEMA_CLASS": "pipelines_ui.api_schema.ApiSchema",
     "DEFAULT_PAGINATION_CLASS": "pipelines_ui.api_base.Pagination",
     "EXCEPTION_HANDLER": "pipelines_ui.api_errors.exception_handler",

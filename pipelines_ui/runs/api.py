@@ -52,7 +52,7 @@ from pipelines_ui.runs.serializers import (
     RunDetailSerializer,
     RunSerializer,
 )
-from pipelines_ui.runs.worker_auth import StepTokenForeign, check_report_credential
+from pipelines_ui.runs.worker_auth import StepTokenForeign, check_step_token, worker_key_is_known
 from runner.messages import MessageError, parse_worker_heartbeat
 
 MAX_LOG_PAGE = 5000
@@ -90,7 +90,7 @@ class StepEventsView(WorkerView):
             return Response({"detail": "Authorization: StepToken <token> is required."},
                             status=status.HTTP_401_UNAUTHORIZED)
         try:
-            check_report_credential(step_run_id, token, request.data)
+            check_step_token(step_run_id, token)  # before the body is read (S12)
             reply = ingest_report(step_run_id, token, request.data)
         except StepTokenForeign as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
@@ -118,11 +118,15 @@ class WorkerHeartbeatView(WorkerView):
         tags=["worker"],
     )
     def post(self, request: Request) -> Response:
+        key = _credential(request, "WorkerKey")
+        if not worker_key_is_known(key):  # before the body is read (S12)
+            return Response({"detail": "Authorization: WorkerKey <a compute target's worker "
+                             "key> is required."}, status=status.HTTP_401_UNAUTHORIZED)
         try:
             beat = parse_worker_heartbeat(request.data)
         except MessageError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        target = target_for_worker_key(beat["target"], _credential(request, "WorkerKey"))
+        target = target_for_worker_key(beat["target"], key)
         if target is None:
             return Response({"detail": "unknown compute target or wrong worker key"},
                             status=status.HTTP_401_UNAUTHORIZED)

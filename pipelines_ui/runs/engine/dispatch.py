@@ -32,9 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def step_token(step_run_id: int, attempt_id: str) -> str:
-    """The attempt's credential: an HMAC of the server's key, valid for that attempt alone."""
+    """The attempt's credential: `<attempt id>.<HMAC of the server's key>`, valid for that
+    attempt alone. It names its attempt so that it is checked before a report is read (S12)."""
     message = f"step-attempt:{step_run_id}:{attempt_id}".encode()
-    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+    mac = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+    return f"{attempt_id}.{mac}"
 
 
 def dispatch(step_run_id: int, attempt_id: str) -> bool:
