@@ -12,6 +12,7 @@ from rest_framework.routers import DefaultRouter
 from rest_framework.views import APIView
 
 from pipelines_ui.accounts.api import TokenViewSet, WorkspaceViewSet
+from pipelines_ui.accounts.socket_tickets import SocketTicketView
 from pipelines_ui.compute.api import ComputeTargetViewSet
 from pipelines_ui.data.api import ArtifactViewSet, DatasetViewSet, DatastoreViewSet
 from pipelines_ui.pipelines.api import (
@@ -62,6 +63,7 @@ urlpatterns = [
     # No trailing slash: the scoring URL clients call (docs/api.md, Models).
     re_path(r"^models/(?P<name>[-a-zA-Z0-9_]+)/versions/(?P<number>[0-9]{1,9})/score$",
             ScoreView.as_view(), name="model-score"),
+    path("socket-tickets/", SocketTicketView.as_view(), name="socket-ticket"),
     path("worker/", include(runs_api.worker_urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (checked origin, session).
+"""ASGI entry point: HTTP through Django, WebSockets through Channels (a token, a ticket, or
+the session from a checked origin: runs/routing.py).
 
 HTTP goes through Django's WSGI handler on a fixed pool of threads (a2wsgi), not through its
 ASGI handler. Our views are all synchronous; the ASGI handler would start a thread of its own
@@ -17,20 +18,16 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pipelines_ui.settings")
 django_wsgi_app = get_wsgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 from django.conf import settings  # noqa: E402
 
 from pipelines_ui.runs import broadcast  # noqa: E402
-from pipelines_ui.runs.routing import websocket_urlpatterns  # noqa: E402
+from pipelines_ui.runs.routing import websocket_application  # noqa: E402
 
 router = ProtocolTypeRouter(
     {
         "http": WSGIMiddleware(django_wsgi_app, workers=settings.HTTP_THREADS),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": websocket_application,
     }
 )
 

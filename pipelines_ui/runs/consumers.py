@@ -1,8 +1,10 @@
-"""The run page's WebSocket: one group per run, joined only by members of its workspace.
+"""The run socket: one group per run, joined only by members of its workspace.
 
-Membership is checked at connect and again every RECHECK_EVERY_S while the socket is open, so
-a member removed from the workspace, or signed out, stops receiving within a few seconds
-(docs/reliability.md S8).
+Who the caller is was settled in front of the consumer (runs/routing.py): a session user, or
+an API token (scope["token"]), or a ticket's holder (with scope["session_key"] when it was
+a session). Access is checked at connect and again every RECHECK_EVERY_S while the socket is
+open, so a member removed from the workspace, signed out, or whose token was revoked or
+expired, stops receiving within a few seconds (docs/reliability.md S8, S14).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from pipelines_ui.accounts.auth import token_still_valid
+from pipelines_ui.accounts.models import ApiToken
 from pipelines_ui.runs.broadcast import group_name
 from pipelines_ui.runs.queries import visible_runs
 
@@ -23,17 +27,30 @@ CLOSE_NOT_FOUND = 4404  # not a member (or no such run): the same answer, as wit
 CLOSE_REVOKED = 4403
 
 
-@database_sync_to_async
-def _can_see(user, run_id: int) -> bool:
-    return visible_runs(user).filter(pk=run_id).exists()
-
-
-@database_sync_to_async
-def _session_alive(session_key: str | None) -> bool:
-    if not session_key:
-        return False
+def session_exists(session_key: str | None) -> bool:
     store = import_module(settings.SESSION_ENGINE).SessionStore
-    return store().exists(session_key)
+    return bool(session_key) and store().exists(session_key)
+
+
+@database_sync_to_async
+def _may_follow(caller, session_key: str | None, run_id: int) -> bool:
+    """Whether the caller (a user, or an ApiToken) may still see the run: its credential is
+    still good (the token, else the session) and the run is in its workspaces."""
+    if isinstance(caller, ApiToken):
+        if not token_still_valid(caller):
+            return False
+    elif not session_exists(session_key):
+        return False
+    return visible_runs(caller).filter(pk=run_id).exists()
+
+
+def _caller(scope: dict) -> tuple[object, str | None]:
+    """(the user or the token, the session key to keep checking, if any)."""
+    if scope.get("token") is not None:
+        return scope["token"], None
+    session = scope.get("session")
+    session_key = scope.get("session_key") or (session.session_key if session else None)
+    return scope.get("user"), session_key
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
@@ -41,13 +58,11 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.run_id = self.scope["url_route"]["kwargs"]["run_id"]
-        self.user = self.scope.get("user")
+        self.caller, self.session_key = _caller(self.scope)
         self.revoked = False
-        if not await _can_see(self.user, self.run_id):
+        if not await _may_follow(self.caller, self.session_key, self.run_id):
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        session = self.scope.get("session")
-        self.session_key = session.session_key if session is not None else None
         self.group = group_name(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -56,9 +71,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
     async def _recheck(self) -> None:
         while not self.revoked:
             await asyncio.sleep(self.recheck_every_s)
-            allowed = await _can_see(self.user, self.run_id) and \
-                await _session_alive(self.session_key)
-            if not allowed:
+            if not await _may_follow(self.caller, self.session_key, self.run_id):
                 self.revoked = True
                 await self.channel_layer.group_discard(self.group, self.channel_name)
                 await self.close(code=CLOSE_REVOKED)
