@@ -3,7 +3,8 @@
     pipelines                       list the workspace's pipelines
     runs [--pipeline P] [--status]  list recent runs
     submit SPEC.json --pipeline P   save the spec as P's draft and run it (--follow to wait)
-    follow RUN                      print progress and logs until the run ends
+    follow RUN                      print progress and logs until the run ends (live over
+                                    the run's WebSocket; polling where it cannot open)
     publish P [--endpoint NAME]     freeze P's draft as a version (and point an endpoint at it)
 
 The server and token come from --url/--token, PIPELINES_URL/PIPELINES_TOKEN or the config
@@ -60,7 +61,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     follow = commands.add_parser("follow", parents=[common], help="follow a run to its end")
     follow.add_argument("run", type=int, help="the run id")
     follow.add_argument("--quiet", action="store_true", help="no progress or logs")
-    follow.add_argument("--poll", type=float, default=1.0, help="seconds between checks")
+    follow.add_argument("--poll", type=float, default=1.0,
+                        help="seconds between checks when polling (no WebSocket)")
 
     publish = commands.add_parser("publish", parents=[common], help="publish a version")
     publish.add_argument("pipeline", help="the pipeline's name or id")

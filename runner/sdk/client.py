@@ -1,4 +1,5 @@
-"""The HTTP side of the SDK: one authenticated httpx client, JSON errors as ApiError, paging."""
+"""The HTTP side of the SDK: one authenticated httpx client, JSON errors as ApiError, paging;
+and the run socket, opened with the same token."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from functools import cached_property
 from typing import IO, Any
 
 import httpx
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as connect_socket
 
 from runner.sdk import config
 
 DEFAULT_TIMEOUT_S = 60.0
+SOCKET_OPEN_TIMEOUT_S = 10.0
 
 
 class ApiError(Exception):
@@ -29,8 +33,9 @@ class Client:
                  timeout: float = DEFAULT_TIMEOUT_S, transport: httpx.BaseTransport | None = None):
         self.url = url.rstrip("/")
         self._workspace = workspace
+        self._authorization = f"Token {token}"
         self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
-                                 headers={"Authorization": f"Token {token}"})
+                                 headers={"Authorization": self._authorization})
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
@@ -83,6 +88,15 @@ class Client:
             for chunk in response.iter_bytes():
                 into.write(chunk)
             return response.headers
+
+    def open_socket(self, route: str) -> ClientConnection:
+        """A WebSocket to the server (ws:// for http://, wss:// for https://), authenticated
+        with the token. Raises OSError, TimeoutError or websockets' errors when it cannot
+        open (the server refused it, or a proxy does not pass sockets)."""
+        base = "ws" + self.url.removeprefix("http")
+        return connect_socket(base + route, open_timeout=SOCKET_OPEN_TIMEOUT_S,
+                              additional_headers={"Authorization": self._authorization},
+                              max_size=None)
 
     # --- The workspace -----------------------------------------------------------------------
 

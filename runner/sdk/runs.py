@@ -1,8 +1,15 @@
 """A run seen from code: follow it to its end with progress and logs, read its metrics,
-download its outputs, cancel it or run again from what failed."""
+download its outputs, cancel it or run again from what failed.
+
+Following takes the run's WebSocket when it opens (events as they happen, docs/api.md), and
+polls the REST API otherwise, or from where the socket dropped. Either way the REST API is
+the truth: the socket's events only say sooner what it would say, and a log event that skips
+numbers is filled in from it.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
@@ -12,6 +19,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+from websockets.exceptions import WebSocketException
+from websockets.sync.client import ClientConnection
 
 from runner.sdk.client import ApiError, Client
 
@@ -27,6 +36,10 @@ class RunTimeout(Exception):
 
 class Run:
     """One run; `data` is the server's view of it (GET /api/runs/{id}/), kept by refresh()."""
+
+    # While following over the socket: how long it may stay quiet before the run is asked
+    # for over REST (events can be lost, so the end of a run is never missed for long).
+    quiet_check_s = 10.0
 
     def __init__(self, client: Client, data: dict[str, Any]) -> None:
         self.client, self.data = client, data
@@ -69,17 +82,91 @@ class Run:
     # --- Following ---------------------------------------------------------------------------
 
     def wait(self, *, show_output: bool = True, timeout: float | None = None,
-             poll_s: float = 1.0, out: TextIO | None = None) -> Run:
-        """Poll until the run ends. With `show_output`, print its progress (steps done of
-        total, each step's state) when it changes, and every step's new log lines."""
-        stream = out or sys.stdout
+             poll_s: float = 1.0, out: TextIO | None = None, live: bool = True) -> Run:
+        """Follow the run until it ends: over its socket as events come (`live`), else by
+        polling every `poll_s`. With `show_output`, print its progress (steps done of total,
+        each step's state) when it changes, and every step's new log lines."""
+        stream = (out or sys.stdout) if show_output else None
         deadline = None if timeout is None else time.monotonic() + timeout
+        if live and self._follow_socket(stream, deadline):
+            return self
         while True:
-            if self._poll(stream if show_output else None) and self.is_finished:
+            if self._poll(stream) and self.is_finished:
                 return self
-            if deadline is not None and time.monotonic() > deadline:
-                raise RunTimeout(f"run {self.id} is still {self.status} after {timeout} s")
+            self._check_deadline(deadline)
             time.sleep(poll_s)
+
+    def _check_deadline(self, deadline: float | None) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise RunTimeout(f"run {self.id} is still {self.status} past its timeout")
+
+    def _follow_socket(self, out: TextIO | None, deadline: float | None) -> bool:
+        """Follow over the socket to the run's end; False when the socket does not open or
+        drops first (the caller polls on from there)."""
+        try:
+            socket = self.client.open_socket(f"/ws/runs/{self.id}/")
+        except (OSError, TimeoutError, WebSocketException):
+            return False
+        with socket:
+            # Subscribed first, then caught up over REST: nothing falls between the two.
+            if not self._poll(out):
+                return False
+            while not self.is_finished:
+                if not self._next_event(socket, out, deadline):
+                    return False
+        return self._poll(out)  # the run's last lines and final state, from the database
+
+    def _next_event(self, socket: ClientConnection, out: TextIO | None,
+                    deadline: float | None) -> bool:
+        """Apply the socket's next event, or ask over REST when it stays quiet; False when
+        the socket closed."""
+        self._check_deadline(deadline)
+        wait_s = self.quiet_check_s
+        if deadline is not None:
+            wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
+        try:
+            message = socket.recv(timeout=wait_s)
+        except TimeoutError:
+            self._poll(out)
+            return True
+        except WebSocketException:
+            return False
+        self._apply(json.loads(message), out)
+        return True
+
+    def _apply(self, event: dict[str, Any], out: TextIO | None) -> None:
+        """One socket event into `data` (and to `out`)."""
+        kind = event.pop("type", None)
+        if kind == "run":
+            self.data.update(event)
+        elif kind == "step":
+            self._replace_step(event)
+        elif kind == "log" and out is not None:
+            self._print_log_event(event, out)
+        if kind in ("run", "step") and out is not None:
+            self._print_progress(out)
+
+    def _replace_step(self, step: dict[str, Any]) -> None:
+        steps = self.data.setdefault("steps", [])
+        at = next((i for i, known in enumerate(steps) if known["node"] == step["node"]), None)
+        if at is None:
+            steps.append(step)
+        else:
+            steps[at] = step
+
+    def _print_log_event(self, event: dict[str, Any], out: TextIO) -> None:
+        """The event's lines not printed yet; when it skips numbers (an event was lost),
+        everything new from REST instead."""
+        node, attempt, first = event["node"], event["attempt"], event["first"]
+        key = (node, attempt)
+        seen = max(self._log_after.get(key, 0), 0)
+        if first > seen + 1:
+            lines = self.new_log_lines(node, attempt)
+        else:
+            lines = event["lines"][seen + 1 - first:]
+            self._log_after[key] = max(seen, first + len(event["lines"]) - 1)
+        for line in lines:
+            print(f"[{node}] {line['text']}", file=out, flush=True)
 
     def _poll(self, out: TextIO | None) -> bool:
         """Refresh, and print what is new; False (try again) while the server is briefly
@@ -94,11 +181,15 @@ class Run:
             if exc.status not in TRANSIENT_STATUSES:
                 raise
             return False
+        if out is not None:
+            self._print_progress(out)
+        return True
+
+    def _print_progress(self, out: TextIO) -> None:
         progress = self.progress()
-        if out is not None and progress != self._last_progress:
+        if progress != self._last_progress:
             print(progress, file=out, flush=True)
             self._last_progress = progress
-        return True
 
     def progress(self) -> str:
         """One line: status, steps done of total, and each step's state."""
