@@ -5,6 +5,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from pipelines_ui.secrets.keys import KEY_VARIABLE, keys_problem
+
 
 @register(deploy=True)
 def check_allowed_hosts(app_configs, **kwargs):
@@ -34,3 +36,20 @@ def check_service_passwords(app_configs, **kwargs):
                 )
             )
     return problems
+
+
+@register(deploy=True)
+def check_secrets_key(app_configs, **kwargs):
+    """Workspace secrets are encrypted at rest (S17): without a usable key none can be stored,
+    and a step that declares one fails."""
+    problem = keys_problem()
+    if problem is None:
+        return []
+    return [
+        Error(
+            problem,
+            hint=f"Set {KEY_VARIABLE} to a key of Fernet.generate_key() (cryptography), the "
+                 "same on every server process; to rotate, list the new key first.",
+            id="pipelines_ui.E017",
+        )
+    ]

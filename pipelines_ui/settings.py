@@ -48,6 +48,14 @@ def envlist(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def filestr(path: Path) -> str:
+    """The file's text, stripped; empty when there is no such file."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
 
@@ -56,6 +64,11 @@ DEBUG = envbool("DEBUG", False)
 SECRET_KEY = envstr("SECRET_KEY", "django-insecure-embedded-default-set-SECRET_KEY-in-production")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+# Workspace secrets are encrypted at rest with these Fernet keys, comma-separated, newest first
+# (S17; pipelines_ui/secrets/keys.py): from the environment, else from the file that
+# `manage.py up` writes on its first start. `check --deploy` flags a missing key.
+PIPELINES_SECRETS_KEY_FILE = VAR_DIR / "secrets.key"
+PIPELINES_SECRETS_KEY = envstr("PIPELINES_SECRETS_KEY") or filestr(PIPELINES_SECRETS_KEY_FILE)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

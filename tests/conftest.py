@@ -4,6 +4,7 @@ import os
 import subprocess
 
 import pytest
+from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 
 from pipelines_ui.accounts.models import Membership, Workspace
@@ -25,6 +26,15 @@ def pytest_sessionstart(session):
     # Kept in memory only: no test's job may wait in var/ for the next `make up`.
     _embedded_valkey = broker.start_embedded_valkey(
         root, persist=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def pytest_configure(config):
+    """Secrets are encrypted at rest (S17): unless the environment names a key, the tests' server
+    has one of its own, as `make up` writes one to var/."""
+    from django.conf import settings
+
+    if not settings.PIPELINES_SECRETS_KEY:
+        settings.PIPELINES_SECRETS_KEY = Fernet.generate_key().decode()
 
 
 def pytest_sessionfinish(session):

@@ -7,7 +7,7 @@ from pipelines_ui.secrets.models import Secret
 class SecretAdmin(admin.ModelAdmin):
     list_display = ["name", "workspace", "created_by", "updated_at"]
     # Values are set through the API; the admin never shows them.
-    exclude = ["value"]
+    exclude = ["encrypted_value"]
     readonly_fields = ["workspace", "name", "created_by", "created_at", "updated_at"]
 
     def has_add_permission(self, request) -> bool:

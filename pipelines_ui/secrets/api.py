@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework import serializers, status, viewsets
+from rest_framework.exceptions import APIException, ValidationError
 
 from pipelines_ui.accounts.models import Role, Workspace
 from pipelines_ui.api_base import (
@@ -15,8 +15,14 @@ from pipelines_ui.api_base import (
     workspace_for_write,
     workspaces,
 )
+from pipelines_ui.secrets import keys
 from pipelines_ui.secrets.models import Secret
 from runner.spec import ENV_NAME
+
+
+class KeysUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "secrets_key_unusable"
 
 
 class SecretSerializer(StrictModelSerializer):
@@ -68,7 +74,15 @@ class SecretViewSet(viewsets.ModelViewSet):
         workspace = workspace_for_write(self.request, serializer.validated_data.pop(
             "workspace", None), Role.ADMIN)
         check_unique_name(Secret, workspace.pk, serializer.validated_data["name"])
-        serializer.save(workspace=workspace, created_by=self.request.user)
+        _save_encrypted(serializer, workspace=workspace, created_by=self.request.user)
 
     def perform_update(self, serializer) -> None:
-        serializer.save(updated_at=timezone.now())
+        _save_encrypted(serializer, updated_at=timezone.now())
+
+
+def _save_encrypted(serializer, **fields) -> None:
+    """Save, the value encrypted (S17); a server without a usable key says so in the answer."""
+    try:
+        serializer.save(**fields)
+    except keys.KeysUnusable as exc:
+        raise KeysUnavailable(f"{exc} Ask the server's administrator to set it.") from None

@@ -1,6 +1,11 @@
-"""S6, S7: a step gets the secrets its node declared, and their values never reach its log."""
+"""S6, S7: a step gets the secrets its node declared, and their values never reach its log.
+S17: it still gets them after the key that encrypts them at rest was rotated."""
+
+from io import StringIO
 
 import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.pipelines.models import Pipeline
@@ -50,3 +55,31 @@ def test_a_step_sees_only_its_declared_secrets_and_its_log_shows_them_masked(
     everything = "\n".join(lines) + step.error + step.traceback
     assert DECLARED not in everything
     assert UNDECLARED not in everything and "OTHER_KEY'" not in everything
+
+
+def test_a_step_gets_its_secret_after_a_key_rotation_and_the_old_key_removed(
+        engine, workspace, owner, settings):
+    old_key, new_key = (Fernet.generate_key().decode() for _ in range(2))
+    settings.PIPELINES_SECRETS_KEY = old_key
+    Secret.objects.create(workspace=workspace, name="API_KEY", value=DECLARED)
+    settings.PIPELINES_SECRETS_KEY = f"{new_key},{old_key}"  # the new key first
+    call_command("rotate_secrets_key", stdout=StringIO())
+    settings.PIPELINES_SECRETS_KEY = new_key  # the old key removed
+    stored = Secret.objects.values_list("encrypted_value", flat=True).get()
+    assert Fernet(new_key).decrypt(stored.encode()).decode() == DECLARED
+    name = unique_target()
+    ComputeTarget.objects.create(workspace=workspace, name=name)
+    worker = WorkerProcess(name, engine.url)
+    try:
+        code = "import os\nprint('reversed', os.environ['API_KEY'][::-1])"
+        spec = {"parameters": {}, "edges": [], "nodes": [
+            script("echo", code, target=name, allow_reuse=False, secrets=["API_KEY"])]}
+        pipeline = Pipeline.objects.create(workspace=workspace, name="rotated", spec=spec)
+        run = submit_run(pipeline, user=owner)
+        wait_until(lambda: run.steps.filter(state__in=("succeeded", "failed")).exists(),
+                   timeout=60)
+    finally:
+        worker.stop()
+    step = run.steps.get()
+    assert step.state == "succeeded", step.error
+    assert f"reversed {DECLARED[::-1]}" in step.log_lines.values_list("text", flat=True)

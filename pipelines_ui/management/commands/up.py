@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.compute.services import issue_worker_key
+from pipelines_ui.secrets import keys
 from pipelines_ui.services import seed_demo
 from pipelines_ui.supervisor import Child, Supervisor
 from runner import broker
@@ -40,6 +41,7 @@ class Command(BaseCommand):
                             help="Slots of the local compute worker.")
 
     def handle(self, *args, host: str, port: int, concurrency: int, **options):
+        _keep_secrets_key()
         call_command("migrate", interactive=False, verbosity=0)
         seeded = seed_demo()
         url = f"http://{host}:{port}"
@@ -71,6 +73,8 @@ class Command(BaseCommand):
                  concurrency: int) -> list[Child]:
         worker_env = {**env, "PIPELINES_WORKER_KEY": issue_worker_key(
             ComputeTarget.objects.get(name="local"))}
+        # The worker needs no key, and a step can read its worker's environment (S6).
+        worker_env.pop(keys.KEY_VARIABLE, None)
         python = sys.executable
         return [
             Child("web", [python, "-m", "uvicorn", "pipelines_ui.asgi:application", "--host",
@@ -87,6 +91,14 @@ class Command(BaseCommand):
         self.stdout.write(line)
         self.stdout.flush()
 
+
+
+def _keep_secrets_key() -> None:
+    """The key that encrypts workspace secrets (S17), unless the environment names one: written
+    to var/ on the first start and kept there, so this process (the migration encrypts old
+    values) and every child it starts use the same one."""
+    if not settings.PIPELINES_SECRETS_KEY:
+        settings.PIPELINES_SECRETS_KEY = keys.ensure_key_file(settings.PIPELINES_SECRETS_KEY_FILE)
 
 
 def _wait_listening(host: str, port: int, process: subprocess.Popen, limit_s: float = 60) -> None:

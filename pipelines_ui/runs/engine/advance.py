@@ -22,6 +22,7 @@ from pipelines_ui.runs.engine.handover import HandOver
 from pipelines_ui.runs.engine.locks import locked_run
 from pipelines_ui.runs.engine.reuse import EarlierSteps, fingerprint_step, previous_parts
 from pipelines_ui.runs.models import Run, StepRun
+from pipelines_ui.secrets.services import unreadable_problem
 from runner import transitions
 from runner.fingerprint import explain_changes
 
@@ -194,9 +195,11 @@ def _why_it_runs(run: Run, step: StepRun, may_reuse: bool,
 
 
 def _may_start(run: Run, frozen: FrozenSpec, step: StepRun) -> bool:
-    """False, with the step failed, when it cannot start (e.g. an unknown dataset)."""
+    """False, with the step failed, when it cannot start (e.g. an unknown dataset, or a
+    declared secret that none of the server's keys decrypts)."""
     node = frozen.spec.node(step.node)
-    problem = start_problem(run.workspace_id, node.component, step.params, step.inputs)
+    problem = (start_problem(run.workspace_id, node.component, step.params, step.inputs)
+               or unreadable_problem(run.workspace_id, node.secrets))
     if problem is None:
         return True
     step.save()

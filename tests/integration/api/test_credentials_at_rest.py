@@ -1,5 +1,6 @@
 """S4: a dump of the database holds no usable credential: API tokens and worker keys are
-stored as hashes, step tokens not at all (they are derived from the server's key)."""
+stored as hashes, step tokens not at all (they are derived from the server's key). S17:
+workspace secrets are stored encrypted with a key the database does not hold."""
 
 import shutil
 import subprocess
@@ -42,3 +43,20 @@ def test_a_database_dump_holds_no_token_key_or_step_token(transactional_db, clie
     for secret in (key.split("_", 2)[2], worker_key.split("_", 2)[2],
                    step_token(step.pk, step.attempt_id)):
         assert secret not in dump
+
+
+@pytest.mark.skipif(shutil.which("pg_dump") is None, reason="needs pg_dump")
+def test_a_database_dump_holds_no_secret_value(transactional_db, client_for, owner, workspace):
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_dump needs PostgreSQL")
+    value = "workspace-secret-value-5e6f7a"
+    client = client_for(owner)
+    created = client.post("/api/secrets/", {"name": "API_KEY", "value": value,
+                                            "workspace": workspace.pk}, format="json")
+    assert created.status_code == 201
+    changed = client.patch(f"/api/secrets/{created.json()['id']}/", {"value": value + "-2"},
+                           format="json")
+    assert changed.status_code == 200
+    dump = dump_database()
+    assert "API_KEY" in dump  # the dump does hold the secret's row
+    assert value not in dump

@@ -1,7 +1,10 @@
-"""S7: secret values go in through the API and never come out of it."""
+"""S7: secret values go in through the API and never come out of it; S17: they are stored
+encrypted."""
 
 import pytest
+from cryptography.fernet import Fernet
 
+from pipelines_ui.runs.models import Run
 from pipelines_ui.secrets.models import Secret
 
 VALUE = "s3cr3t-value-that-never-comes-back"
@@ -68,3 +71,43 @@ def test_a_run_that_declares_an_undefined_secret_is_refused_naming_the_node(
         "node": "call", "field": "secrets",
         "message": "secret 'API_KEYY' is not defined in this workspace; add it first "
                    "(Secrets, or POST /api/secrets/)"}]
+
+
+def test_the_database_holds_the_value_encrypted_with_the_servers_key(client_for, owner,
+                                                                     workspace, settings):
+    created = client_for(owner).post("/api/secrets/", {"name": "API_KEY", "value": VALUE,
+                                                       "workspace": workspace.pk},
+                                     format="json")
+    assert created.status_code == 201
+    stored = Secret.objects.values_list("encrypted_value", flat=True).get()
+    assert VALUE not in stored
+    assert Fernet(settings.PIPELINES_SECRETS_KEY).decrypt(stored.encode()).decode() == VALUE
+
+
+def test_without_a_key_a_value_is_refused_with_a_503_naming_the_setting(client_for, owner,
+                                                                        workspace, settings):
+    settings.PIPELINES_SECRETS_KEY = ""
+    response = client_for(owner).post("/api/secrets/", {"name": "API_KEY", "value": VALUE,
+                                                        "workspace": workspace.pk},
+                                      format="json")
+    assert response.status_code == 503
+    assert "PIPELINES_SECRETS_KEY is not set" in response.json()["detail"]
+    assert not Secret.objects.exists()
+
+
+def test_a_step_whose_secret_no_key_decrypts_fails_naming_the_secret(
+        client_for, owner, workspace, local_target, settings):
+    from pipelines_ui.pipelines.models import Pipeline
+
+    Secret.objects.create(workspace=workspace, name="API_KEY", value=VALUE)
+    settings.PIPELINES_SECRETS_KEY = Fernet.generate_key().decode()  # the old key is gone
+    node = {"id": "call", "component": "python-script@1", "compute": "local",
+            "params": {"code": "pass"}, "secrets": ["API_KEY"]}
+    pipeline = Pipeline.objects.create(workspace=workspace, name="p", spec={
+        "parameters": {}, "edges": [], "nodes": [node]})
+    response = client_for(owner).post(f"/api/pipelines/{pipeline.pk}/runs/", {}, format="json")
+    assert response.status_code == 201, response.content
+    step = Run.objects.get(pk=response.json()["id"]).steps.get()
+    assert step.state == "failed"
+    assert step.error.startswith("secret 'API_KEY' of workspace")
+    assert "PIPELINES_SECRETS_KEY" in step.error and step.traceback == ""

@@ -19,7 +19,8 @@ PROBE = (
     " 'hosts': settings.ALLOWED_HOSTS}))"
 )
 SERVICE_VARS = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "DATASTORE_URL", "DEBUG",
-                "ALLOWED_HOSTS", "SECRET_KEY", "HTTPS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+                "ALLOWED_HOSTS", "SECRET_KEY", "HTTPS", "DJANGO_ALLOW_ASYNC_UNSAFE",
+                "PIPELINES_SECRETS_KEY")
 
 
 def settings_with(tmp_path, **env):
@@ -86,6 +87,8 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "pipes.example.com",
     "CELERY_BROKER_URL": "redis://:secret@cache.example:6379/1",
     "REDIS_URL": "redis://:secret@cache.example:6379/0",
+    "PIPELINES_SECRETS_KEY": "bmV3LWtleS0zMi1ieXRlcy1mb3ItdGhlLXRlc3RzLi4=,"
+                             "b2xkLWtleS0zMi1ieXRlcy1mb3ItdGhlLXRlc3RzLi4=",
 }
 
 
@@ -110,3 +113,20 @@ def test_the_deploy_check_flags_a_broker_without_password(tmp_path):
     result = deploy_check(tmp_path, **env)
     assert "pipelines_ui.W001" in result.stderr
     assert "CELERY_BROKER_URL has no password" in result.stderr
+
+
+def test_the_deploy_check_flags_a_missing_or_malformed_secrets_key(tmp_path):
+    missing = deploy_check(tmp_path, **{**PRODUCTION, "PIPELINES_SECRETS_KEY": ""})
+    assert "pipelines_ui.E017" in missing.stderr
+    assert "PIPELINES_SECRETS_KEY is not set" in missing.stderr
+    malformed = deploy_check(tmp_path, **{**PRODUCTION, "PIPELINES_SECRETS_KEY":
+                                          PRODUCTION["PIPELINES_SECRETS_KEY"] + ",not-a-key"})
+    assert "pipelines_ui.E017" in malformed.stderr
+    assert "Key 3 of PIPELINES_SECRETS_KEY is not a Fernet key" in malformed.stderr
+    assert "not-a-key" not in malformed.stderr  # a key is never quoted
+
+
+def test_the_secrets_key_is_read_from_var_when_the_environment_names_none(tmp_path):
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "secrets.key").write_text(PRODUCTION["PIPELINES_SECRETS_KEY"] + "\n")
+    assert deploy_check(tmp_path, **{**PRODUCTION, "PIPELINES_SECRETS_KEY": ""}).returncode == 0
