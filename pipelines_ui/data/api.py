@@ -37,6 +37,8 @@ class DatastoreSerializer(StrictModelSerializer):
         model = Datastore
         fields = ["id", "workspace", "name", "url", "is_default", "created_at"]
         read_only_fields = ["created_at"]
+        # The URL names the server's folders or buckets: given, never shown back (S16).
+        extra_kwargs = {"url": {"write_only": True}}
         validators: list = []  # the workspace may be implied; the view checks the name
 
     def validate_url(self, url: str) -> str:
@@ -48,7 +50,8 @@ class DatastoreSerializer(StrictModelSerializer):
 
 class DatastoreViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
                        mixins.CreateModelMixin, viewsets.GenericViewSet):
-    """Where artifacts live (fsspec URLs); admins add them."""
+    """Where artifacts live (fsspec URLs); admins add them. A datastore is named, never
+    located: its URL is for the server's operators (the Django admin), S16."""
 
     serializer_class = DatastoreSerializer
     token_scope = "publish"
@@ -75,7 +78,8 @@ class ArtifactSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Artifact
-        fields = ["id", "workspace", "digest", "uri", "size", "produced_by", "produced_by_run",
+        # Named by digest; where it is stored (`uri`) is for the server alone (S16).
+        fields = ["id", "workspace", "digest", "size", "produced_by", "produced_by_run",
                   "produced_by_node", "created_at"]
         read_only_fields = fields
 
@@ -208,10 +212,13 @@ class ArtifactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     def retrieve(self, request, *args, **kwargs):
         """Download: a file artifact as itself, a folder as a zip, or one file of a folder."""
         artifact = self.get_object()
+        path = request.query_params.get("path", "")
         try:
-            download = services.open_artifact(artifact, request.query_params.get("path", ""))
-        except FileNotFoundError as exc:
-            raise Http404(str(exc)) from None
+            download = services.open_artifact(artifact, path)
+        except FileNotFoundError:
+            # The error may name the datastore's location: say only what the caller named.
+            raise Http404(f"No file {path!r} in artifact {artifact.digest}." if path else
+                          f"Artifact {artifact.digest} is no longer in its datastore.") from None
         return FileResponse(download.file, as_attachment=True, filename=download.filename,
                             content_type=download.content_type)
 
