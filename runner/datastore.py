@@ -10,10 +10,15 @@ A local store (`file://`) makes an artifact visible with one atomic rename, so i
 completeness. Object stores have no rename: there the files are uploaded under `tmp/`, copied into
 place server-side, and the `_complete` manifest is written last; without it the artifact does not
 exist. The manifest also keeps what object stores lose: empty folders and executable bits.
+
+Symbolic links are never stored: a link is published as the file or folder it points to, and
+only if that lies inside the tree being published or a folder the caller names (a step's inputs).
+A link anywhere else, a dangling link and a link loop fail the publish, naming the link.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,9 +26,10 @@ import re
 import shutil
 import stat
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -40,6 +46,15 @@ class DatastoreError(Exception):
     """An artifact could not be published, found or materialized; the text says which and why."""
 
 
+class LinkOutside(DatastoreError):
+    """A symbolic link in a tree being published leads out of the places it may lead to."""
+
+    def __init__(self, link: str, target: str) -> None:
+        super().__init__(f"{link} is a link to {target}, outside the folder being published")
+        self.link = link  # the link's path, from the tree's own name: "model/passwd"
+        self.target = target  # what the link says, and where that is when it is relative
+
+
 # --- Digests -------------------------------------------------------------------------------
 
 
@@ -49,6 +64,8 @@ class Manifest:
 
     kind: str  # "file" or "dir"
     entries: tuple[dict[str, Any], ...]  # sorted by path; the root file of a file artifact is ""
+    # Where each file of a scanned tree is read from (links resolved); not part of the digest.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def size(self) -> int:
@@ -79,41 +96,96 @@ def tree_digest(path: str | os.PathLike[str]) -> tuple[str, int]:
     return manifest.digest, manifest.size
 
 
-def scan(path: str | os.PathLike[str]) -> Manifest:
-    """Read a local file or folder into a Manifest (hashing every file)."""
-    root = Path(path)
-    if not root.exists():
-        raise DatastoreError(f"{root} does not exist (or is a dangling symbolic link)")
-    if root.is_file():
-        return Manifest(kind="file", entries=(_file_entry(root, ""),))
-    if not root.is_dir():
+def scan(path: str | os.PathLike[str], *,
+         links_within: Sequence[str] | None = None) -> Manifest:
+    """Read a local file or folder into a Manifest (hashing every file), following links.
+
+    With `links_within` None a link may lead anywhere. Otherwise each link, `path` itself
+    included, must lead inside `path` or inside one of the `links_within` folders (real paths,
+    taken as given), else LinkOutside; a dangling link or a loop is a DatastoreError.
+    """
+    root = Path(os.path.abspath(path))
+    # The tree's own place, its parent resolved, is where links inside it may always lead.
+    home = os.path.join(os.path.realpath(root.parent), root.name)
+    allowed = None if links_within is None else (home, *links_within)
+    walker = _Walker(root.name, allowed)
+    if not os.path.lexists(home):
+        raise DatastoreError(f"{root} does not exist")
+    real = walker.follow(home, "")
+    mode = os.lstat(real).st_mode
+    if stat.S_ISREG(mode):
+        return Manifest(kind="file", entries=(_file_entry(Path(real), ""),),
+                        sources={"": real})
+    if not stat.S_ISDIR(mode):
         raise DatastoreError(f"{root} is neither a regular file nor a folder")
-    entries = sorted(_walk(root), key=lambda entry: entry["path"])
-    return Manifest(kind="dir", entries=tuple(entries))
+    walker.walk(real)
+    entries = sorted(walker.entries, key=lambda entry: entry["path"])
+    return Manifest(kind="dir", entries=tuple(entries), sources=walker.sources)
 
 
-def _walk(root: Path) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = []
-    # Each stack item carries the real paths of its ancestors, to refuse symlink loops.
-    top = frozenset({os.path.realpath(root)})
-    stack: list[tuple[Path, str, frozenset[str]]] = [(root, "", top)]
-    while stack:
-        folder, prefix, ancestors = stack.pop()
-        for name in sorted(os.listdir(folder)):
-            child, rel = folder / name, f"{prefix}{name}"
-            if child.is_dir():
-                real = os.path.realpath(child)
-                if real in ancestors:
-                    raise DatastoreError(f"symbolic link loop at {child}")
-                entries.append({"path": rel, "type": "dir"})
-                stack.append((child, rel + "/", ancestors | {real}))
-            elif child.is_file():
-                entries.append(_file_entry(child, rel))
-            elif child.is_symlink():
-                raise DatastoreError(f"dangling symbolic link {child}")
-            else:
-                raise DatastoreError(f"{child} is neither a regular file nor a folder")
-    return entries
+class _Walker:
+    """Walks a tree by real paths, so that no entry is read before its link was checked."""
+
+    def __init__(self, name: str, allowed: tuple[str, ...] | None) -> None:
+        self.name = name
+        self.allowed = allowed
+        self.entries: list[dict[str, Any]] = []
+        self.sources: dict[str, str] = {}
+
+    def shown(self, rel: str) -> str:
+        return f"{self.name}/{rel}" if rel else self.name
+
+    def follow(self, path: str, rel: str) -> str:
+        """The real path of `path`: itself unless it is a link, which must lead somewhere
+        allowed. `path`'s folder must be a real path already."""
+        if not os.path.islink(path):
+            return path
+        target = os.readlink(path)
+        try:
+            real = os.path.realpath(path, strict=True)
+        except OSError as exc:
+            raise self._unfollowable(rel, target, exc) from None
+        if self.allowed is not None and not any(_inside(real, f) for f in self.allowed):
+            shown = target if os.path.isabs(target) else f"{target} ({real})"
+            raise LinkOutside(self.shown(rel), shown)
+        return real
+
+    def _unfollowable(self, rel: str, target: str, exc: OSError) -> DatastoreError:
+        if isinstance(exc, FileNotFoundError):
+            return DatastoreError(f"{self.shown(rel)} is a dangling symbolic link to {target}")
+        if exc.errno == errno.ELOOP:
+            return DatastoreError(f"{self.shown(rel)} is a symbolic link loop ({target})")
+        return DatastoreError(f"cannot follow the link {self.shown(rel)} to {target}: "
+                              f"{exc.strerror}")
+
+    def walk(self, top: str) -> None:
+        # Each stack item carries the real paths of its ancestors, to refuse symlink loops.
+        stack: list[tuple[str, str, frozenset[str]]] = [(top, "", frozenset({top}))]
+        while stack:
+            folder, prefix, ancestors = stack.pop()
+            for name in sorted(os.listdir(folder)):
+                rel = prefix + name
+                real = self.follow(os.path.join(folder, name), rel)
+                if self._add(real, rel, ancestors):
+                    stack.append((real, rel + "/", ancestors | {real}))
+
+    def _add(self, real: str, rel: str, ancestors: frozenset[str]) -> bool:
+        """Record one entry; whether it is a folder to walk into."""
+        mode = os.lstat(real).st_mode  # `real` is resolved: lstat sees what a link led to
+        if stat.S_ISDIR(mode):
+            if real in ancestors:
+                raise DatastoreError(f"symbolic link loop at {self.shown(rel)}")
+            self.entries.append({"path": rel, "type": "dir"})
+            return True
+        if not stat.S_ISREG(mode):
+            raise DatastoreError(f"{self.shown(rel)} is neither a regular file nor a folder")
+        self.entries.append(_file_entry(Path(real), rel))
+        self.sources[rel] = real
+        return False
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def _file_entry(path: Path, rel: str) -> dict[str, Any]:
@@ -176,20 +248,23 @@ class Datastore:
             return os.path.lexists(self._artifact_path(digest))
         return bool(self.fs.exists(self._artifact_path(digest) + _MARKER_SUFFIX))
 
-    def publish(self, local_path: str | os.PathLike[str]) -> ArtifactRef:
+    def publish(self, local_path: str | os.PathLike[str], *,
+                links_within: Sequence[str] = ()) -> ArtifactRef:
         """Store a local file or folder as an immutable artifact and return its reference.
 
         Publishing content that is already there stores nothing new and returns the same ref.
+        A symbolic link is stored as the file or folder it points to, which must be inside
+        `local_path` or one of the `links_within` folders (real paths): else LinkOutside.
         """
-        manifest = scan(local_path)
+        manifest = scan(local_path, links_within=links_within)
         digest = manifest.digest
         ref = ArtifactRef(digest=digest, uri=self.artifact_uri(digest), size=manifest.size)
         if self.exists(digest):
             return ref
         if self.is_local:
-            self._publish_local(Path(local_path), manifest)
+            self._publish_local(manifest)
         else:
-            self._publish_remote(Path(local_path), manifest)
+            self._publish_remote(manifest)
         return ref
 
     def publish_snapshot(self, folder: str | os.PathLike[str]) -> ArtifactRef:
@@ -198,16 +273,27 @@ class Datastore:
             raise DatastoreError(f"a source snapshot must be a folder: {folder}")
         return self.publish(folder)
 
-    def _publish_local(self, source: Path, manifest: Manifest) -> None:
+    def local_artifact_path(self, digest: str) -> str:
+        """Where the artifact's tree is on this machine; a local datastore's only."""
+        if not self.is_local:
+            raise DatastoreError(f"the datastore {self.url} is not on this machine")
+        return self._artifact_path(digest)
+
+    def _publish_local(self, manifest: Manifest) -> None:
         final = self._artifact_path(manifest.digest)
         os.makedirs(self._path("artifacts"), exist_ok=True)
         os.makedirs(self._path("tmp"), exist_ok=True)
         temp = self._path("tmp", uuid.uuid4().hex)
         try:
-            if manifest.kind == "file":
-                shutil.copy2(source, temp)
-            else:
-                shutil.copytree(source, temp, symlinks=False)
+            # From the scanned entries, not the tree: only what was checked is copied.
+            if manifest.kind == "dir":
+                os.mkdir(temp)
+            for entry in manifest.entries:
+                target = _join(temp, entry["path"])
+                if entry["type"] == "dir":
+                    os.mkdir(target)  # sorted by path: a folder comes before what it holds
+                else:
+                    _copy_file(manifest.sources[entry["path"]], target)
             # Sub-folders and files now; the top folder after the rename, which needs it writable.
             _make_read_only(temp, include_top=manifest.kind == "file")
             _rename_into_place(temp, final)
@@ -216,13 +302,14 @@ class Datastore:
             if os.path.lexists(temp):
                 remove_tree(temp)
 
-    def _publish_remote(self, source: Path, manifest: Manifest) -> None:
+    def _publish_remote(self, manifest: Manifest) -> None:
         final = self._artifact_path(manifest.digest)
         temp = self._path("tmp", uuid.uuid4().hex)
         try:
             for rel in _file_paths(manifest):
-                local = source / rel if rel else source
-                self.fs.put_file(str(local), _join(temp, rel))
+                with _open_source(manifest.sources[rel]) as source, \
+                        self.fs.open(_join(temp, rel), "wb") as upload:
+                    shutil.copyfileobj(source, upload, _CHUNK)
             # Server-side copies: concurrent publishers of one digest write identical bytes, and
             # each one's failure removes only its own temporary upload.
             for rel in _file_paths(manifest):
@@ -255,7 +342,7 @@ class Datastore:
         if manifest.kind == "dir":
             dest.mkdir()
         for entry in manifest.entries:
-            target = dest / entry["path"] if entry["path"] else dest
+            target = _download_target(dest, manifest, entry["path"])
             if entry["type"] == "dir":
                 target.mkdir(parents=True, exist_ok=True)
                 continue
@@ -271,6 +358,29 @@ class Datastore:
 
 def _join(base: str, rel: str) -> str:
     return f"{base}/{rel}" if rel else base
+
+
+def _download_target(dest: Path, manifest: Manifest, rel: str) -> Path:
+    """Where an entry of a downloaded manifest goes: inside `dest`, whatever the manifest says
+    (anyone who can write to the object store can write a manifest)."""
+    if rel == "" and manifest.kind == "file":
+        return dest
+    parts = PurePosixPath(rel).parts
+    if not rel or rel.startswith("/") or any(part in (".", "..") for part in parts) \
+            or len(parts) != rel.count("/") + 1:
+        raise DatastoreError(f"the artifact's manifest holds an unsafe path {rel!r}")
+    return dest.joinpath(*parts)
+
+
+def _open_source(path: str) -> IO[bytes]:
+    # O_NOFOLLOW: a file that became a link after it was scanned is refused, not followed.
+    return open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+
+
+def _copy_file(source: str, dest: str) -> None:
+    with _open_source(source) as reader, open(dest, "xb") as writer:
+        shutil.copyfileobj(reader, writer, _CHUNK)
+        os.chmod(dest, stat.S_IMODE(os.fstat(reader.fileno()).st_mode))
 
 
 def _file_paths(manifest: Manifest) -> list[str]:

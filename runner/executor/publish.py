@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
-from runner.datastore import DatastoreError
+from runner.datastore import Datastore, DatastoreError, LinkOutside
 from runner.executor.prepare import Prepared
 from runner.executor.streams import StreamSink
 from runner.messages import ArtifactRef, StepJob
@@ -49,7 +50,7 @@ def step_result(job: StepJob, prepared: Prepared, returncode: int,
         message = f"exit code {returncode}" + (f": {summary}" if summary else "")
         return failed("exit", message, returncode, traceback)
     try:
-        outputs = _publish_outputs(prepared, stream)
+        outputs = _publish_outputs(job, prepared, stream)
     except _PublishError as exc:
         stream.system(str(exc))
         return failed("error", str(exc), 0, "")
@@ -90,14 +91,44 @@ def find_traceback(lines: list[str]) -> tuple[str, str | None]:
     return "\n".join(lines[starts[0]:]), summary[:_MAX_SUMMARY_CHARS] if summary else None
 
 
-def _publish_outputs(prepared: Prepared, stream: StreamSink) -> dict[str, ArtifactRef]:
+def _publish_outputs(job: StepJob, prepared: Prepared,
+                     stream: StreamSink) -> dict[str, ArtifactRef]:
+    """Publish each output; a link in one may lead only inside it or into the step's inputs
+    (a step that passes an input on unchanged), never elsewhere on the worker."""
+    workdir = prepared.cwd.parent
+    _check_not_linked(workdir)
+    inputs = _input_folders(job, workdir)
     refs = {}
     for port, path in prepared.outputs.items():
         if not os.path.lexists(path):
             path.mkdir(parents=True)  # a removed output folder is an empty output
         try:
-            refs[port] = prepared.store.publish(path)
+            refs[port] = prepared.store.publish(path, links_within=inputs)
+        except LinkOutside as exc:
+            raise _PublishError(f"output {port!r}: {exc.link} is a link to {exc.target}, "
+                                "outside the output folder; write the file itself") from exc
         except (DatastoreError, OSError) as exc:
             raise _PublishError(f"cannot publish output {port!r}: {exc}") from exc
         stream.system(f"output {port!r}: {refs[port]['digest']} ({refs[port]['size']} bytes)")
     return refs
+
+
+def _check_not_linked(workdir: Path) -> None:
+    """The folders that outputs and inputs are found by must be the executor's own: a step
+    that put a link in their place would have the worker read wherever that leads."""
+    for folder in (workdir, workdir / "outputs", workdir / "inputs"):
+        if folder.is_symlink():
+            raise _PublishError(f"the step replaced the folder {folder.name!r} of its working "
+                                f"directory with a link to {os.readlink(folder)}")
+
+
+def _input_folders(job: StepJob, workdir: Path) -> list[str]:
+    """The real paths of the step's inputs, from the job and not from links the step could
+    have changed: the artifact in a local datastore, else the downloaded copy."""
+    inputs = os.path.join(os.path.realpath(workdir), "inputs")
+    folders = []
+    for port, ref in job["inputs"].items():
+        store = Datastore.containing(ref)
+        folders.append(os.path.realpath(store.local_artifact_path(ref["digest"]))
+                       if store.is_local else os.path.join(inputs, port))
+    return folders
