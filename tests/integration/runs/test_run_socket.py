@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import yaml
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
@@ -410,3 +411,10 @@ def test_tickets_need_a_token_with_the_read_scope(viewer, workspace):
     client.credentials(HTTP_AUTHORIZATION=f"Token {key_for(viewer, workspace, ('run',))}")
     assert client.post("/api/socket-tickets/", format="json").status_code == 403
     assert APIClient().post("/api/socket-tickets/", format="json").status_code == 401
+
+
+def test_the_ticket_route_is_in_the_schema(db):
+    schema = yaml.safe_load(APIClient().get("/api/schema/").content)
+    answer = schema["paths"]["/api/socket-tickets/"]["post"]["responses"]["201"]
+    name = answer["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+    assert set(schema["components"]["schemas"][name]["properties"]) == {"ticket", "expires_at"}
