@@ -85,6 +85,10 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        """The socket only sends (docs/api.md): what a client sends is dropped unread, so no
+        frame (malformed, nested 1000 deep, binary) can crash the consumer (S12)."""
+
     async def run_events(self, message: dict) -> None:
         for event in message["events"]:
             if self.revoked:

@@ -124,6 +124,22 @@ def test_a_member_receives_the_runs_events(run, viewer):
     async_to_sync(scenario)()
 
 
+@pytest.mark.parametrize("frame", [{"text": "[" * 1000}, {"text": "{"}, {"bytes": b"\x00"}],
+                         ids=["nested", "malformed", "binary"])
+def test_what_a_client_sends_is_dropped_and_the_socket_goes_on(run, viewer, frame):
+    session = session_cookie(viewer)
+
+    async def scenario():
+        communicator = socket(run.pk, session)
+        assert (await communicator.connect())[0]
+        await communicator.send_input({"type": "websocket.receive", **frame})
+        await send(run.pk, {"type": "run", "status": "running"})
+        assert (await communicator.receive_json_from(timeout=5))["status"] == "running"
+        await communicator.disconnect()
+
+    async_to_sync(scenario)()
+
+
 @pytest.mark.parametrize("who", ["outsider", "anonymous"])
 def test_a_non_member_is_refused(run, outsider, who):
     session = session_cookie(outsider) if who == "outsider" else None
