@@ -160,12 +160,17 @@ def _start(artifact: Artifact) -> LoadedModel:
     return model
 
 
+def _files_missing(artifact: Artifact) -> str:
+    # Named by digest: the error's own text holds the storage location (S16).
+    return f"its files are gone: artifact {artifact.digest} is no longer in its datastore"
+
+
 def _read_settings(artifact: Artifact) -> Any:
     try:
         with open_artifact(artifact, "settings.json").file as handle:
             return json.load(handle)  # plain JSON: safe to read here
-    except FileNotFoundError as exc:
-        raise ModelUnavailable(f"the model's files are not in the datastore: {exc}") from None
+    except FileNotFoundError:
+        raise ModelUnavailable(_files_missing(artifact)) from None
     except ValueError as exc:
         raise ModelUnavailable(f"the model's settings.json is not JSON: {exc}") from None
 
@@ -175,8 +180,8 @@ def _copy_model_file(artifact: Artifact, destination: Path) -> None:
         with open_artifact(artifact, "model.joblib").file as source, \
                 open(destination, "wb") as target:
             shutil.copyfileobj(source, target)
-    except FileNotFoundError as exc:
-        raise ModelUnavailable(f"the model's files are not in the datastore: {exc}") from None
+    except FileNotFoundError:
+        raise ModelUnavailable(_files_missing(artifact)) from None
 
 
 def _environment(folder: Path) -> dict[str, str]:

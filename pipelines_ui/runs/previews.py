@@ -26,12 +26,17 @@ def _root(artifact: Artifact) -> tuple[Datastore, str]:
     try:
         store = Datastore.containing({"digest": artifact.digest, "uri": artifact.uri,
                                       "size": artifact.size})
-    except DatastoreError as exc:
-        raise FileNotFoundError(str(exc)) from None
+    except DatastoreError:
+        # Its message names the storage location, which only operators may see (S16).
+        raise FileNotFoundError(_gone(artifact)) from None
     root = f"{store.root}/artifacts/{digest_hex(artifact.digest)}"
     if not store.fs.exists(root):
-        raise FileNotFoundError(f"artifact {artifact.digest} is no longer in its datastore")
+        raise FileNotFoundError(_gone(artifact))
     return store, root
+
+
+def _gone(artifact: Artifact) -> str:
+    return f"artifact {artifact.digest} is no longer in its datastore"
 
 
 def list_files(artifact: Artifact) -> list[dict[str, Any]]:

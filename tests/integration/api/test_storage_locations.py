@@ -19,6 +19,7 @@ from pipelines_ui.data.services import add_dataset_version
 from pipelines_ui.pipelines import services
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.registry.services import register_model_version
+from pipelines_ui.runs import previews
 from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.secrets.models import Secret
 from tests.integration.runs.specs import diamond
@@ -141,3 +142,13 @@ def test_a_download_that_fails_does_not_say_where_it_looked(client_for, viewer, 
     response = client_for(viewer).get(f"/api/artifacts/{digest}/")
     assert response.status_code == 404
     assert response.json()["detail"] == f"Artifact {digest} is no longer in its datastore."
+
+
+def test_a_preview_that_fails_does_not_say_where_it_looked(workspace, settings):
+    # The run page's artifact preview reads the same rows: its 404 names the digest only.
+    digest = "sha256:" + "e" * 64
+    artifact = Artifact.objects.create(workspace=workspace, digest=digest,
+                                       uri=f"{settings.DATASTORE_URL}/artifacts/{'0' * 64}")
+    with pytest.raises(FileNotFoundError) as failed:
+        previews.list_files(artifact)
+    assert str(failed.value) == f"artifact {digest} is no longer in its datastore"
