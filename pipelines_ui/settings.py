@@ -60,8 +60,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
 
 DEBUG = envbool("DEBUG", False)
-# The default key is flagged by `check --deploy` (W009), so production must set its own.
-SECRET_KEY = envstr("SECRET_KEY", "django-insecure-embedded-default-set-SECRET_KEY-in-production")
+# From the environment, else the key `manage.py up` writes to var/ on its first start (a key
+# known to all would let anyone forge what it signs: sessions' hashes, step tokens). The default
+# is for tests and one-off commands; `check --deploy` flags it (W009).
+SECRET_KEY_FILE = VAR_DIR / "secret.key"
+SECRET_KEY = (envstr("SECRET_KEY") or filestr(SECRET_KEY_FILE)
+              or "django-insecure-embedded-default-set-SECRET_KEY-in-production")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 # Workspace secrets are encrypted at rest with these Fernet keys, comma-separated, newest first

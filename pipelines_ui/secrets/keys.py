@@ -9,18 +9,14 @@ it), then remove the old one. Without the variable, the server reads var/secrets
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 KEY_VARIABLE = "PIPELINES_SECRETS_KEY"
 
-__all__ = ["InvalidToken", "KeysUnusable", "decrypt", "encrypt", "ensure_key_file",
-           "keys_problem", "new_key", "rotate"]
+__all__ = ["InvalidToken", "KeysUnusable", "decrypt", "encrypt", "keys_problem",
+           "new_key", "rotate"]
 
 
 class KeysUnusable(ImproperlyConfigured):
@@ -71,23 +67,3 @@ def rotate(token: str) -> str:
     """The same value, encrypted with the newest key; InvalidToken as decrypt."""
     return _fernet().rotate(token.encode()).decode()
 
-
-def ensure_key_file(path: Path) -> str:
-    """The key in `path`, written there first (mode 0600) if there is none yet. Two processes
-    starting at once agree: the file appears whole, and only once (a hard link does not
-    replace an existing file)."""
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, draft = tempfile.mkstemp(dir=path.parent, prefix=".secrets-key-")  # mode 0600
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(new_key() + "\n")
-        os.link(draft, path)
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(draft)
-    return path.read_text().strip()

@@ -87,16 +87,21 @@ def test_reading_a_value_under_an_unknown_key_names_the_secret(db, workspace, se
         secret.value  # noqa: B018
 
 
-def test_up_writes_a_key_to_var_once_readable_by_its_user_only(tmp_path, settings):
+def test_up_writes_its_keys_to_var_once_readable_by_its_user_only(tmp_path, settings,
+                                                                   monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    settings.SECRET_KEY_FILE = tmp_path / "var" / "secret.key"
     settings.PIPELINES_SECRETS_KEY_FILE = tmp_path / "var" / "secrets.key"
     settings.PIPELINES_SECRETS_KEY = ""
-    up._keep_secrets_key()
-    first = settings.PIPELINES_SECRETS_KEY
-    Fernet(first)  # a usable key
-    path = settings.PIPELINES_SECRETS_KEY_FILE
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_text().strip() == first
-    settings.PIPELINES_SECRETS_KEY = ""  # the next start: the same key, kept
-    up._keep_secrets_key()
-    assert settings.PIPELINES_SECRETS_KEY == first
-    assert list(path.parent.iterdir()) == [path]  # no draft left behind
+    up._keep_keys()
+    first = settings.PIPELINES_SECRETS_KEY, settings.SECRET_KEY
+    Fernet(first[0])  # a usable key
+    assert len(first[1]) == 50 and "insecure" not in first[1]
+    paths = settings.PIPELINES_SECRETS_KEY_FILE, settings.SECRET_KEY_FILE
+    for path, key in zip(paths, first, strict=True):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_text().strip() == key
+    settings.PIPELINES_SECRETS_KEY = settings.SECRET_KEY = ""  # the next start: the same keys
+    up._keep_keys()
+    assert (settings.PIPELINES_SECRETS_KEY, settings.SECRET_KEY) == first
+    assert sorted(paths[0].parent.iterdir()) == sorted(paths)  # no draft left behind

@@ -18,9 +18,11 @@ import time
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.core.management.utils import get_random_secret_key
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.compute.services import issue_worker_key
+from pipelines_ui.key_files import keep_key_file
 from pipelines_ui.secrets import keys
 from pipelines_ui.services import seed_demo
 from pipelines_ui.supervisor import Child, Supervisor
@@ -41,7 +43,7 @@ class Command(BaseCommand):
                             help="Slots of the local compute worker.")
 
     def handle(self, *args, host: str, port: int, concurrency: int, **options):
-        _keep_secrets_key()
+        _keep_keys()
         call_command("migrate", interactive=False, verbosity=0)
         seeded = seed_demo()
         url = f"http://{host}:{port}"
@@ -73,8 +75,9 @@ class Command(BaseCommand):
                  concurrency: int) -> list[Child]:
         worker_env = {**env, "PIPELINES_WORKER_KEY": issue_worker_key(
             ComputeTarget.objects.get(name="local"))}
-        # The worker needs no key, and a step can read its worker's environment (S6).
+        # The worker needs neither key, and a step can read its worker's environment (S6).
         worker_env.pop(keys.KEY_VARIABLE, None)
+        worker_env.pop("SECRET_KEY", None)
         python = sys.executable
         return [
             Child("web", [python, "-m", "uvicorn", "pipelines_ui.asgi:application", "--host",
@@ -93,12 +96,15 @@ class Command(BaseCommand):
 
 
 
-def _keep_secrets_key() -> None:
-    """The key that encrypts workspace secrets (S17), unless the environment names one: written
-    to var/ on the first start and kept there, so this process (the migration encrypts old
-    values) and every child it starts use the same one."""
+def _keep_keys() -> None:
+    """The server's SECRET_KEY and the key that encrypts workspace secrets (S17), unless the
+    environment names them: written to var/ on the first start and kept there, so this process
+    (the migration encrypts old values) and every child it starts use the same ones."""
+    if not os.environ.get("SECRET_KEY"):
+        settings.SECRET_KEY = keep_key_file(settings.SECRET_KEY_FILE, get_random_secret_key)
     if not settings.PIPELINES_SECRETS_KEY:
-        settings.PIPELINES_SECRETS_KEY = keys.ensure_key_file(settings.PIPELINES_SECRETS_KEY_FILE)
+        settings.PIPELINES_SECRETS_KEY = keep_key_file(settings.PIPELINES_SECRETS_KEY_FILE,
+                                                       keys.new_key)
 
 
 def _wait_listening(host: str, port: int, process: subprocess.Popen, limit_s: float = 60) -> None:

@@ -130,3 +130,15 @@ def test_the_secrets_key_is_read_from_var_when_the_environment_names_none(tmp_pa
     (tmp_path / "var").mkdir()
     (tmp_path / "var" / "secrets.key").write_text(PRODUCTION["PIPELINES_SECRETS_KEY"] + "\n")
     assert deploy_check(tmp_path, **{**PRODUCTION, "PIPELINES_SECRETS_KEY": ""}).returncode == 0
+
+
+def test_the_secret_key_is_read_from_var_when_the_environment_names_none(tmp_path):
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "secret.key").write_text("k" * 50 + "\n")
+    probe = "import django; from django.conf import settings; print(settings.SECRET_KEY)"
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS}
+    env.update({"PIPELINES_VAR_DIR": str(tmp_path / "var"),
+                "DJANGO_SETTINGS_MODULE": "pipelines_ui.settings"})
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "k" * 50
