@@ -1,4 +1,6 @@
-"""/healthz: is each part the product depends on answering?"""
+"""/healthz: is each part the product depends on answering? It also tells how the steps of each
+online worker are kept from the worker's and the server's state (docs/reliability.md S11): a
+level of "none" is a warning, not an outage."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from django.utils import timezone
 from kombu import Connection
+
+from pipelines_ui.compute.models import Worker
 
 
 def check_database() -> None:
@@ -40,6 +45,21 @@ def check_channel_layer() -> None:
     async_to_sync(round_trip)()
 
 
+def step_isolation() -> dict:
+    """The isolation level each online worker announced: step-user, landlock or none; a worker
+    that announced none at all is counted as none."""
+    now = timezone.now()
+    workers = {}
+    for worker in Worker.objects.filter(stopped=False).select_related("target"):
+        if worker.is_online(now):
+            found = (worker.resources or {}).get("isolation") or {}
+            workers[f"{worker.target.name}/{worker.hostname}"] = found.get("level", "none")
+    levels = set(workers.values())
+    return {"levels": sorted(levels), "workers": workers,
+            "warning": ("steps of some workers are not isolated from the worker's user"
+                        if "none" in levels else None)}
+
+
 CHECKS = {"database": check_database, "broker": check_broker, "channel_layer": check_channel_layer}
 
 
@@ -55,7 +75,9 @@ def healthz(request):
             results[name] = {"ok": True}
         results[name]["ms"] = round((time.monotonic() - started) * 1000, 1)
     healthy = all(result["ok"] for result in results.values())
+    isolation = step_isolation() if results["database"]["ok"] else None
     return JsonResponse(
-        {"status": "ok" if healthy else "unhealthy", "checks": results},
+        {"status": "ok" if healthy else "unhealthy", "checks": results,
+         "step_isolation": isolation},
         status=200 if healthy else 503,
     )

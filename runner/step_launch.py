@@ -46,6 +46,11 @@ step's own exit status. A step that must start as its own command gets the same 
 `python -I -S step_launch.py --command ...` started in a session of its own, which forks the
 step and executes the command in it (supervise_command).
 
+Before the step's own code runs, in the step's process (forked or about to execute its
+command), the launch's confinement is applied: another user, Linux Landlock (runner.sandbox,
+loaded once as this starts; docs/reliability.md S11). A step that cannot be confined ends
+with NOT_CONFINED_EXIT and runs nothing.
+
 Like context.py this runs in the step's interpreter: standard library only.
 """
 
@@ -68,6 +73,7 @@ FDS = 5  # the step's stdout, stderr and metrics pipes, the read ends of its lau
 FORK = b"f"  # the executor's word that comes with those
 REAP = b"r"  # the executor's word that the step's process group may go
 NOT_LAUNCHED_EXIT = 75  # a child that got no launch ran nothing
+NOT_CONFINED_EXIT = 126  # a step whose confinement failed ran nothing
 COMMAND = "--command"  # the argument that makes this the supervisor of a command (spawn path)
 LEASE_BYTES = 8  # each lease on its pipe: a big-endian double, in time.monotonic() seconds
 
@@ -89,6 +95,7 @@ SUPERVISOR_IGNORES = ("SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIG
                       "SIGIO")
 
 _prctl = None  # the C library's prctl, loaded at start on Linux (libc_prctl)
+_sandbox = None  # runner/sandbox.py's functions, loaded at start on Linux (load_sandbox)
 
 
 def serve(sock):
@@ -197,6 +204,7 @@ def become_step(sock, fds, template):
     launch = read_launch(launch_fd)
     if launch is None:
         os._exit(NOT_LAUNCHED_EXIT)
+    confine(launch, supervisor)
     os.set_inheritable(metrics, True)  # as Popen's pass_fds leaves it, for the step's children
     launch["env"][launch["metrics_fd_var"]] = str(metrics)
     del sys.modules["_socket"]  # a step that imports socket loads it as a fresh one would
@@ -339,6 +347,43 @@ def libc_prctl():
             del sys.modules[name]
 
 
+def load_sandbox():
+    """runner/sandbox.py's functions (Linux), else None; loaded as libc_prctl loads ctypes,
+    leaving sys.modules as it found it. Not imported as a module: neither `python -I` nor a
+    step's own folder may decide which file it is."""
+    if not sys.platform.startswith("linux"):
+        return None
+    loaded = set(sys.modules)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py")
+    namespace = {"__name__": "runner_sandbox", "__file__": path}
+    try:
+        with open(path, "rb") as source:
+            exec(compile(source.read(), path, "exec", dont_inherit=True), namespace)
+        return namespace
+    except (ImportError, OSError, AttributeError):
+        return None
+    finally:
+        for name in set(sys.modules) - loaded:
+            del sys.modules[name]
+
+
+def confine(launch, supervisor):
+    """Before any of the step's code: apply its confinement (another user, Landlock: S11), or
+    end without running it. A change of user clears the parent-death signal: asked again."""
+    confinement = launch.get("confinement")
+    if not confinement:
+        return
+    try:
+        if _sandbox is None:
+            raise OSError("this platform cannot confine a step")
+        _sandbox["confine"](confinement)
+    except OSError as exc:
+        os.write(2, f"could not confine the step, so it did not run: {exc}\n".encode())
+        os._exit(NOT_CONFINED_EXIT)
+    if not die_with_parent(_signal.SIGKILL, supervisor):
+        os._exit(NOT_LAUNCHED_EXIT)
+
+
 def die_with_parent(signal_number, parent):
     """Have the kernel send this process `signal_number` when its parent ends (Linux; nothing
     elsewhere); False if the parent has ended already, as the request then never fires."""
@@ -473,6 +518,7 @@ def execute_launch(launch_fd, error_fd):
     launch = read_launch(launch_fd)
     if launch is None:
         os._exit(NOT_LAUNCHED_EXIT)
+    confine(launch, os.getppid())
     os.set_inheritable(error_fd, False)  # closed by a successful exec
     for name in ("SIGPIPE", "SIGXFSZ"):  # ignored by Python; a command starts with neither
         if hasattr(_signal, name):
@@ -486,8 +532,9 @@ def execute_launch(launch_fd, error_fd):
 
 
 def main(args):
-    global _prctl
+    global _prctl, _sandbox
     _prctl = libc_prctl()
+    _sandbox = load_sandbox()
     if args[0] == COMMAND:
         supervise_command(*map(int, args[1:5]))
     serve(_socket.socket(fileno=int(args[0])))

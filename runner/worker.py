@@ -4,8 +4,10 @@ Each step runs in the executor's subprocess; this module claims the attempt, wir
 executor to the reporter and reports the end. A daemon thread in the worker's main process
 posts a heartbeat (hostname, target, slots, busy, the hardware it sees) to the server.
 
-Settings, from the environment: PIPELINES_WORKER_HEARTBEAT_S, PIPELINES_WORK_DIR and
-PIPELINES_STEP_LAUNCH (`step_launch_mode`, read once, as the worker starts).
+Settings, from the environment: PIPELINES_WORKER_HEARTBEAT_S, PIPELINES_WORK_DIR,
+PIPELINES_STEP_LAUNCH (`step_launch_mode`, read once, as the worker starts) and
+PIPELINES_STEP_ISOLATION / PIPELINES_STEP_USER (runner.isolation: checked as the worker
+starts, logged, and announced in each heartbeat).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import os
 import queue
 import shutil
 import subprocess
+import sys
 import threading
 import time
+from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,7 +30,7 @@ import psutil
 from celery import signals
 from celery.worker import state as worker_state
 
-from runner import secrets
+from runner import isolation, secrets
 from runner.broker import var_dir
 from runner.celery_app import app
 from runner.executor import StepResult, execute, remove_workdir
@@ -56,9 +60,25 @@ STEP_LAUNCH = step_launch_mode(os.environ.get(STEP_LAUNCH_VAR))
 
 
 def work_root() -> Path:
-    root = Path(os.environ.get("PIPELINES_WORK_DIR") or var_dir() / "work")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    """Where step folders go: traversable (0711), never listable, by a step user."""
+    configured = os.environ.get("PIPELINES_WORK_DIR")
+    root = Path(configured) if configured else isolation.default_work_root(var_dir())
+    return isolation.prepare_work_root(root.absolute())
+
+
+@cache
+def step_isolation() -> isolation.Isolation:
+    """How this worker's steps are kept from its state and the server's (S11): checked once,
+    in the worker's main process before its pool starts (its log set up), so every slot
+    inherits it."""
+    return isolation.detect(sys.executable, work_root(), var_dir())
+
+
+@signals.celeryd_after_setup.connect
+def _report_isolation(**kwargs) -> None:
+    found = step_isolation()
+    (log.info if found.level != "none" else log.warning)("step isolation: %s: %s",
+                                                         found.level, found.describe())
 
 
 @app.task(name="runner.run_step", ignore_result=True)
@@ -102,7 +122,8 @@ def _run_attempt(job: StepJob, reporter: StepReporter, may_hand_over: bool) -> s
     # while a Python step's interpreter starts.
     result = execute(job, reporter, workdir_root=work_root(), claim=reporter.claim,
                      should_stop=reporter.should_stop, contact_until=reporter.contact_until,
-                     dispose=leftovers.append, launch_mode=STEP_LAUNCH)
+                     dispose=leftovers.append, launch_mode=STEP_LAUNCH,
+                     isolated=step_isolation())
     executed = time.perf_counter()
     if result is not None:
         # A worker that is shutting down takes nothing more.
@@ -189,7 +210,7 @@ class WorkerAnnouncer:
         self.headers = {"Authorization": f"WorkerKey {key}"}
         self.target = target
         self.slots = slots
-        self.resources = seen_resources()
+        self.resources = {**seen_resources(), "isolation": step_isolation().report()}
         self._stop = threading.Event()
         self._client = httpx.Client(timeout=5.0)
 

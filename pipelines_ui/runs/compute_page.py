@@ -48,7 +48,8 @@ def targets_status(workspace) -> list[dict[str, Any]]:
     result = []
     for target in targets:
         workers = [{"hostname": w.hostname, "state": w.state, "slots": w.slots, "busy": w.busy,
-                    "last_seen_at": w.last_seen_at.isoformat()} for w in target.workers.all()]
+                    "last_seen_at": w.last_seen_at.isoformat(), "isolation": _isolation(w)}
+                   for w in target.workers.all()]
         online = [w for w in workers if w["state"] == "online"]
         result.append({
             "name": target.name, "description": target.description,
@@ -61,13 +62,31 @@ def targets_status(workspace) -> list[dict[str, Any]]:
     return result
 
 
+def _isolation(worker) -> dict[str, Any]:
+    """How the worker keeps its steps from its own state (S11), as it announced it; a worker
+    that did not say is taken as not isolating them."""
+    found = (worker.resources or {}).get("isolation") or {}
+    level = found.get("level", "none")
+    return {"level": level, "description": found.get("description") or
+            "WARNING: this worker did not say how its steps are isolated"}
+
+
+def isolation_rows(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per online worker: its step isolation level, for the page's own table."""
+    return [{"target": t["name"], "hostname": w["hostname"], **w["isolation"]}
+            for t in targets for w in t["workers"] if w["state"] == "online"]
+
+
 @login_required
 @require_GET
 def targets(request: HttpRequest) -> HttpResponse:
     workspace = current_workspace(request)
+    found = targets_status(workspace)
+    isolation = isolation_rows(found)
     return render(request, "compute/targets.html", {
-        "workspace": workspace,
-        "data": {"targets": targets_status(workspace), "statusUrl": reverse("compute:status"),
+        "workspace": workspace, "isolation": isolation,
+        "not_isolated": [row for row in isolation if row["level"] == "none"],
+        "data": {"targets": found, "statusUrl": reverse("compute:status"),
                  "refreshEveryS": REFRESH_EVERY_S},
     })
 

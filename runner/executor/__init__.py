@@ -2,10 +2,11 @@
 
 The step gets a fresh working directory, its code, its inputs (linked from a local datastore),
 empty output folders, its parameters in a JSON file and an environment built from an allowlist
-(never the worker's own: S6). It runs in its own session, so a timeout or cancel reaches the
-whole process group, grandchildren included (R12). Its stdout, stderr and metrics stream to a
-Sink with declared secrets masked (S7). Outputs are published only when it exits 0 (R13).
-A supervisor leads that group (runner.step_launch) and stops it when the worker's lease on
+(never the worker's own: S6), and is confined before its code runs: another user, Landlock
+(runner.isolation, runner.sandbox; S11). It runs in its own session, so a timeout or cancel
+reaches the whole process group, grandchildren included (R12). Its stdout, stderr and metrics
+stream to a Sink with declared secrets masked (S7). Outputs are published only when it exits
+0 (R13). A supervisor leads that group (runner.step_launch) and stops it when the worker's lease on
 contact with the server ends, or the worker dies, even while this process cannot run (R16).
 
 The attempt is claimed (the `claim` callback) before any step code runs. The interpreter's
@@ -37,6 +38,7 @@ from runner.executor import launch, prepare, publish, streams, supervise
 from runner.executor.prepare import SetupError, remove_workdir
 from runner.executor.publish import StepResult
 from runner.executor.streams import Masker, Sink
+from runner.isolation import Isolation
 from runner.messages import StepJob
 
 __all__ = ["Sink", "StepResult", "execute", "remove_workdir"]
@@ -66,7 +68,8 @@ def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
             on_start: Callable[[int], None] = _ignore,
             contact_until: Callable[[], float] = _forever,
             dispose: Callable[[Path], None] | None = None,
-            launch_mode: launch.LaunchMode = "fork") -> StepResult | None:
+            launch_mode: launch.LaunchMode = "fork",
+            isolated: Isolation | None = None) -> StepResult | None:
     """Run one step to its end and return how it ended; never raises for the step's faults.
 
     `claim` is called once, before any step code runs; when it answers False the step does
@@ -79,7 +82,8 @@ def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
     supervisor, its process group's. The working directory is removed before returning,
     or handed to `dispose` to remove later (the worker does so once it has reported the end:
     it is not on the step's path). `launch_mode` "fork" forks a Python step from a template
-    interpreter where it can, "spawn" starts every step as its own command.
+    interpreter where it can, "spawn" starts every step as its own command. `isolated`: how
+    the step is kept from the worker's state (runner.isolation; S11), None for not at all.
     """
     mask = Masker((job.get("secrets") or {}).values())
     stream = streams.StreamSink(sink, mask)
@@ -87,7 +91,7 @@ def execute(job: StepJob, sink: Sink, *, workdir_root: Path,
     workdir: Path | None = None
     try:
         workdir = prepare.make_workdir(Path(workdir_root).absolute(), job)
-        prepared = prepare.prepare(job, workdir)
+        prepared = prepare.prepare(job, workdir, isolated)
         return _run(job, prepared, stream, claim_once,
                     supervise.Watch(should_stop, contact_until), on_start, launch_mode)
     except SetupError as exc:

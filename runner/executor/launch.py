@@ -111,7 +111,7 @@ def spawn(prepared: Prepared, lease_fd: int) -> Spawned:
         # The step holds its own copies; EOF comes when it (and its kin) exit.
         step_launch.close_all((write_fd, launch_r, error_w))
     step_launch.write_launch(launch_w, {"cwd": str(prepared.cwd), "args": prepared.argv,
-                                        "env": env})
+                                        "env": env, "confinement": prepared.confinement})
     spawned = Spawned(proc, read_fd)
     spawned.raise_if_not_started(error_r, prepared.argv[0])
     return spawned

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from runner import context
+from runner import context, isolation
 from runner.datastore import Datastore, DatastoreError, remove_tree
 from runner.messages import ArtifactRef, StepJob
 
@@ -45,6 +45,7 @@ class Prepared:
     outputs: dict[str, Path]
     store: Datastore
     forkable: bool  # can be forked from a template interpreter (runner.executor.template)
+    confinement: dict[str, Any] | None = None  # applied before step code runs (runner.sandbox)
 
 
 def make_workdir(root: Path, job: StepJob) -> Path:
@@ -73,13 +74,17 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".")[:100] or "_"
 
 
-def prepare(job: StepJob, workdir: Path) -> Prepared:
+def prepare(job: StepJob, workdir: Path,
+            isolated: isolation.Isolation | None = None) -> Prepared:
+    """Everything the step needs in `workdir`; at an `isolated` level other than none, the
+    folder is the step user's and the step is confined to it (S11)."""
     _check_ports(job["inputs"])
     _check_ports(job["outputs"])
     store = _open_store(job["datastore_url"])
     code_dir = workdir / "code"
     _write_code(job["code"], code_dir)
-    inputs = _materialize_inputs(job["inputs"], workdir / "inputs")
+    as_step_user = isolated is not None and isolated.uid is not None
+    inputs = _materialize_inputs(job["inputs"], workdir / "inputs", as_step_user)
     outputs = {port: workdir / "outputs" / port for port in job["outputs"]}
     for path in outputs.values():
         path.mkdir(parents=True)
@@ -90,8 +95,12 @@ def prepare(job: StepJob, workdir: Path) -> Prepared:
     paths = {"inputs": inputs, "outputs": outputs, "params": params_file,
              "lib": _install_context(workdir / ".pipelines" / "lib")}
     env = _environment(job, workdir, argv[0], paths)
+    confinement = None
+    if isolated is not None:
+        isolation.hand_over(workdir, isolated)
+        confinement = isolation.confinement(isolated, workdir, argv[0], list(inputs.values()))
     return Prepared(argv=argv, cwd=code_dir, env=env, outputs=outputs, store=store,
-                    forkable=forkable(job))
+                    forkable=forkable(job), confinement=confinement)
 
 
 def _check_ports(ports: Iterable[str]) -> None:
@@ -137,17 +146,41 @@ def _inside(folder: Path, name: str) -> Path:
     return folder.joinpath(*relative.parts)
 
 
-def _materialize_inputs(refs: dict[str, ArtifactRef], folder: Path) -> dict[str, Path]:
+def _materialize_inputs(refs: dict[str, ArtifactRef], folder: Path,
+                        unlinked: bool) -> dict[str, Path]:
+    """Each input in `folder`: a symbolic link into a local datastore, or with `unlinked`
+    (for a step user, to whom var/ is closed) hard links to its read-only files."""
     folder.mkdir()
     paths = {}
     for port, ref in refs.items():
         dest = folder / port
         try:
             Datastore.containing(ref).materialize(ref, dest)
+            if unlinked and dest.is_symlink():
+                _replace_with_hard_links(dest)
         except (DatastoreError, OSError) as exc:
             raise SetupError(f"cannot fetch input {port!r}: {exc}") from exc
         paths[port] = dest
     return paths
+
+
+def _replace_with_hard_links(link: Path) -> None:
+    """The artifact's tree again at `link`, its files hard-linked: they stay the worker's and
+    read-only, so the step reads them without reaching the datastore. Copied where a link
+    cannot be made (another file system)."""
+    source = os.path.realpath(link)
+    link.unlink()
+    if os.path.isdir(source):
+        shutil.copytree(source, link, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(source, str(link))
+
+
+def _link_or_copy(source: str, dest: str) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
 
 
 def _install_context(lib: Path) -> Path:

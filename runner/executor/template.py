@@ -70,7 +70,7 @@ class Template:
             os.pipe() for _ in range(step_launch.FDS - 1))  # and the lease pipe, given
         launch = {"cwd": str(prepared.cwd), "args": prepared.argv[1:],
                   "env": {**prepared.env, **metrics_pipe_env(metrics_w)},
-                  "metrics_fd_var": context.METRICS_FD_VAR}
+                  "metrics_fd_var": context.METRICS_FD_VAR, "confinement": prepared.confinement}
         try:
             pid = self._fork_child([out_w, err_w, metrics_w, launch_r, lease_fd])
         finally:

@@ -94,7 +94,9 @@ def test_a_lost_attempt_stops_before_its_retry_starts(engine, workspace, owner, 
     name = unique_target()
     ComputeTarget.objects.create(workspace=workspace, name=name)
     workers = {f"orphan{i}": WorkerProcess(name, engine.url, name=f"orphan{i}",
-                                           extra_env={"PIPELINES_STEP_LAUNCH": launch_mode})
+                                           extra_env={"PIPELINES_STEP_LAUNCH": launch_mode,
+                                                      # its steps write the test's files (S11)
+                                                      "PIPELINES_STEP_ISOLATION": "none"})
                for i in (1, 2)}
     try:
         spec = {"parameters": {}, "edges": [], "nodes": [

@@ -30,6 +30,7 @@ from runner.datastore import Datastore
 from runner.executor import StepResult, execute, launch, prepare, remove_workdir, streams, supervise
 from runner.executor.launch import LAUNCH_MODES
 from runner.executor.template import Template
+from runner.isolation import Isolation
 from runner.messages import MAX_LOG_LINE_CHARS, StepJob, parse_step_job
 from tests.support import is_step_template
 
@@ -726,6 +727,8 @@ def test_the_worker_runs_its_steps_in_its_launch_mode(
     stop_templates()
     monkeypatch.setenv("PIPELINES_WORK_DIR", str(tmp_path / "work"))
     monkeypatch.setattr(worker, "STEP_LAUNCH", launch_mode)
+    # The step marks a file of the test's: outside its folder, so not confined (S11).
+    monkeypatch.setattr(worker, "step_isolation", lambda: Isolation("none"))
     mark = tmp_path / "mark"
     reporter = Reporter()
     job = make_job(tmp_path, MARKS_ITS_START, env={"MARK": str(mark)})
