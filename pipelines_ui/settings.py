@@ -99,6 +99,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -285,6 +286,24 @@ SECURE_HSTS_PRELOAD = HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every response (S18): scripts only from our own origin, none
+# inline (a page's data travels in json_script blocks, which do not run). 'self' in
+# connect-src covers the page's own ws:/wss: origin (CSP Level 3). Styles may be inline:
+# plotly, Swagger UI and ReDoc set style attributes and add <style> elements at run time.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "connect-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],  # plotly's PNG/SVG exports
+        "worker-src": ["'self'", "blob:"],  # ReDoc's search runs in a worker made from a blob
+        "style-src": ["'self'", "'unsafe-inline'"],
+    },
+}
 
 # Credentials never reach logs or error reports, URL passwords included (S7).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "pipelines_ui.redaction.SafeExceptionReporterFilter"

@@ -50,8 +50,12 @@ def browser():
 
 @pytest.fixture
 def page(browser, request):
-    """A fresh browser context's page; its console errors print if the test fails."""
-    context = browser.new_context(viewport={"width": 1400, "height": 860})
+    """A fresh browser context's page; its console errors print if the test fails.
+
+    It bypasses the pages' Content-Security-Policy: Playwright's wait_for_function evaluates
+    its predicate with eval() in the page, which the policy refuses. The pages under their
+    policy: test_content_security_policy.py."""
+    context = browser.new_context(viewport={"width": 1400, "height": 860}, bypass_csp=True)
     page = context.new_page()
     page.set_default_timeout(15_000)
     problems: list[str] = []
