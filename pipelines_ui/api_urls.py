@@ -6,11 +6,8 @@ test_authentication_required.py walks them all).
 """
 
 from django.urls import include, path, re_path
-from drf_spectacular.views import (
-    SpectacularAPIView,
-    SpectacularRedocView,
-    SpectacularSwaggerSplitView,
-)
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.exceptions import NotFound
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import APIView
@@ -73,7 +70,8 @@ urlpatterns = [
     # Swagger UI's start-up script comes from this URL (?script), not inline: the page's
     # Content-Security-Policy runs no inline script (S18).
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # ReDoc was dropped: its sidebar always fetches a logo from a CDN. Old links land on the docs.
+    path("redoc/", RedirectView.as_view(pattern_name="docs"), name="redoc"),
     # Last: any other /api/ path is a JSON 404 (after authentication), not Django's HTML page.
     re_path(r"^", NoSuchRoute.as_view(), name="no-such-route"),
 ]

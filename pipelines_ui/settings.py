@@ -267,7 +267,6 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
     # Public: the schema holds no data, and integrators read it before they have a token.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
@@ -289,7 +288,7 @@ X_FRAME_OPTIONS = "DENY"
 # Content-Security-Policy on every response (S18): scripts only from our own origin, none
 # inline (a page's data travels in json_script blocks, which do not run). 'self' in
 # connect-src covers the page's own ws:/wss: origin (CSP Level 3). Styles may be inline:
-# plotly, Swagger UI and ReDoc set style attributes and add <style> elements at run time.
+# plotly and Swagger UI set style attributes and add <style> elements at run time.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
@@ -300,7 +299,6 @@ CONTENT_SECURITY_POLICY = {
         "form-action": ["'self'"],
         "connect-src": ["'self'"],
         "img-src": ["'self'", "data:", "blob:"],  # plotly's PNG/SVG exports
-        "worker-src": ["'self'", "blob:"],  # ReDoc's search runs in a worker made from a blob
         "style-src": ["'self'", "'unsafe-inline'"],
     },
 }

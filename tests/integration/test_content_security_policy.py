@@ -29,7 +29,7 @@ REQUIRED = {
 # Pages that must be among those the walk renders, so that it cannot pass by finding none.
 MAIN_PAGES = {"home", "pipelines:list", "pipelines:editor", "pipelines:version",
               "runs:history", "runs:compare", "runs:detail", "compute:targets",
-              "registry:models", "docs", "redoc", "admin:index"}
+              "registry:models", "docs", "admin:index"}
 
 
 def routes(patterns=None, prefix="", namespace=""):
