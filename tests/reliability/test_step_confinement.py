@@ -54,19 +54,26 @@ TRY = """
     """
 
 
-def _state_files(tmp_var: Path, other_workdir: Path, key: str) -> dict[str, str]:
-    """What a step must not reach (the datastore is there once the first output is)."""
-    secret_key = tmp_var / "secret_key"
-    secret_key.write_text("a-secret-key-the-server-signs-with")
-    worker_key = tmp_var / "worker.key"
-    worker_key.write_text(key)
-    for path in (secret_key, worker_key):
-        path.chmod(0o600)
-    files = {"database": str(connection.settings_dict["NAME"]), "secret_key": str(secret_key),
-             "worker_key": str(worker_key),
-             "datastore": settings.DATASTORE_URL.removeprefix("file://"),
-             "other_run": str(other_workdir / "params.json"), "var": str(tmp_var)}
-    return files
+def _state_files(tmp_var: Path, other_workdir: Path, key: str,
+                 stand_ins: list[Path]) -> dict[str, str]:
+    """What a step must not reach (the datastore is there once the first output is). The
+    server's key files and, on PostgreSQL, the embedded database are written as stand-ins
+    where they are missing (listed in `stand_ins`, removed afterwards)."""
+    database = (connection.settings_dict["NAME"] if connection.vendor == "sqlite"
+                else tmp_var / "db.sqlite3")
+    for path, text in ((Path(database), "SQLite format 3"),
+                       (Path(settings.SECRET_KEY_FILE), "a-secret-key-the-server-signs-with"),
+                       (Path(settings.PIPELINES_SECRETS_KEY_FILE), "a-fernet-key"),
+                       (tmp_var / "worker.key", key)):
+        if not path.exists():
+            path.write_text(text)
+            path.chmod(0o600)
+            stand_ins.append(path)
+    return {"database": str(database), "secret_key": str(settings.SECRET_KEY_FILE),
+            "secrets_key": str(settings.PIPELINES_SECRETS_KEY_FILE),
+            "worker_key": str(tmp_var / "worker.key"),
+            "datastore": settings.DATASTORE_URL.removeprefix("file://"),
+            "other_run": str(other_workdir / "params.json"), "var": str(tmp_var)}
 
 
 def _readable_by_the_server(files: dict[str, str]) -> None:
@@ -122,6 +129,7 @@ def test_a_step_cannot_reach_the_servers_or_the_workers_state(engine, workspace,
     worker = WorkerProcess(target, engine.url, key=key, extra_env={
         **LEVELS[level], "PIPELINES_STEP_LAUNCH": launch_mode, "PIPELINES_KEEP_WORKDIR": "1"})
     kept: list[Path] = []  # the runs' folders, kept by PIPELINES_KEEP_WORKDIR
+    stand_ins: list[Path] = []
     try:
         found = _level_in_force(worker)
         if found != level and os.environ.get("PIPELINES_REQUIRE_STEP_USER") != "1":
@@ -129,7 +137,7 @@ def test_a_step_cannot_reach_the_servers_or_the_workers_state(engine, workspace,
         assert found == level, worker.output()
         other = _kept_workdir(workspace, owner, target)
         kept.append(other.parent)
-        files = _state_files(var_dir(), other, key)
+        files = _state_files(var_dir(), other, key, stand_ins)
         run = _run(workspace, owner, target, [
             script("a", WRITE, target=target, outputs=["data"], allow_reuse=False),
             script("peek", TRY.format(targets=json.dumps(files)), target=target,
@@ -143,6 +151,8 @@ def test_a_step_cannot_reach_the_servers_or_the_workers_state(engine, workspace,
         worker.stop()
         for run_folder in kept:
             shutil.rmtree(run_folder, ignore_errors=True)
+        for path in stand_ins:
+            path.unlink()
     assert "INPUT 41" in output, output  # its own input it reads
     for name in files:
         assert f"REFUSED-READ {name}" in output, output
