@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -46,18 +47,17 @@ def check_channel_layer() -> None:
 
 
 def step_isolation() -> dict:
-    """The isolation level each online worker announced: step-user, landlock or none; a worker
-    that announced none at all is counted as none."""
+    """How many online workers announced each level: step-user, landlock or none (a worker
+    that announced nothing counts as none). Counts only: the page is public, and which hosts
+    and targets there are is for members (the compute page names them)."""
     now = timezone.now()
-    workers = {}
-    for worker in Worker.objects.filter(stopped=False).select_related("target"):
+    counts: Counter[str] = Counter()
+    for worker in Worker.objects.filter(stopped=False):
         if worker.is_online(now):
-            found = (worker.resources or {}).get("isolation") or {}
-            workers[f"{worker.target.name}/{worker.hostname}"] = found.get("level", "none")
-    levels = set(workers.values())
-    return {"levels": sorted(levels), "workers": workers,
+            counts[((worker.resources or {}).get("isolation") or {}).get("level", "none")] += 1
+    return {"levels": sorted(counts), "workers": dict(sorted(counts.items())),
             "warning": ("steps of some workers are not isolated from the worker's user"
-                        if "none" in levels else None)}
+                        if "none" in counts else None)}
 
 
 CHECKS = {"database": check_database, "broker": check_broker, "channel_layer": check_channel_layer}
