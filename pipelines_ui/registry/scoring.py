@@ -162,7 +162,7 @@ def _start(artifact: Artifact) -> LoadedModel:
 
 def _files_missing(artifact: Artifact) -> str:
     # Named by digest: the error's own text holds the storage location (S16).
-    return f"its files are gone: artifact {artifact.digest} is no longer in its datastore"
+    return f"the model's files are not in the datastore (artifact {artifact.digest})"
 
 
 def _read_settings(artifact: Artifact) -> Any:

@@ -124,11 +124,13 @@ def _check_not_linked(workdir: Path) -> None:
 
 def _input_folders(job: StepJob, workdir: Path) -> list[str]:
     """The real paths of the step's inputs, from the job and not from links the step could
-    have changed: the artifact in a local datastore, else the downloaded copy."""
+    have changed: the place in the working directory (a downloaded copy, or hard links for a
+    step user), and the artifact itself in a local datastore (which a symbolic link leads to)."""
     inputs = os.path.join(os.path.realpath(workdir), "inputs")
     folders = []
     for port, ref in job["inputs"].items():
+        folders.append(os.path.join(inputs, port))
         store = Datastore.containing(ref)
-        folders.append(os.path.realpath(store.local_artifact_path(ref["digest"]))
-                       if store.is_local else os.path.join(inputs, port))
+        if store.is_local:
+            folders.append(os.path.realpath(store.local_artifact_path(ref["digest"])))
     return folders

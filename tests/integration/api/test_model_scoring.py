@@ -153,4 +153,6 @@ def test_a_model_gone_from_its_datastore_is_a_409(client_for, owner, tmp_path, w
     scoring.stop_all()
     response = client_for(owner).post(URL, {"rows": [[0] * 10]}, format="json")
     assert response.status_code == 409
-    assert "is no longer in its datastore" in response.json()["detail"]
+    assert response.json()["detail"] == (  # named by digest, not by where it was (S16)
+        f"Model diabetes version 1: the model's files are not in the datastore (artifact "
+        f"{artifact.digest})")
