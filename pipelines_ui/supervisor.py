@@ -31,6 +31,8 @@ POLL_S = 0.2
 
 # What a child writes that the terminal should show too; the rest stays in its log.
 NOTABLE = re.compile(r"\b(WARNING|ERROR|CRITICAL|Traceback|Unrecoverable)\b")
+# Said at start, not an error: how the compute worker confines its steps (S11).
+ANNOUNCED = re.compile(r"\bstep isolation: ")
 @dataclass
 class Child:
     """One supervised process: how to start it, and what happened to it so far."""
@@ -127,8 +129,10 @@ class Supervisor:
                 line = raw.decode(errors="replace").rstrip()
                 if not line:
                     continue
-                if NOTABLE.search(line) and not (child.quiet and child.quiet.search(line)):
+                notable = NOTABLE.search(line) and not (child.quiet and child.quiet.search(line))
+                if notable:
                     child.last_error = line
+                if notable or ANNOUNCED.search(line):
                     self.say(f"[{child.name}] {line}")
 
     def _watch(self, child: Child) -> None:

@@ -15,6 +15,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]  # real backoff: 1+2+4+
 
 CRASHES = "print('plain line'); print('ERROR boom'); raise SystemExit(3)"
 SERVES = "import time; print('WARNING serving', flush=True); time.sleep(600)"
+ANNOUNCES = ("import time; print('INFO step isolation: landlock: steps confined', flush=True);"
+             " time.sleep(600)")
 
 
 def test_a_crash_loop_is_retried_with_backoff_then_left_stopped_while_others_serve(tmp_path):
@@ -117,3 +119,18 @@ def test_what_a_dead_child_left_running_goes_with_it(tmp_path):
 
     gone, _ = psutil.wait_procs([left], timeout=5)
     assert gone, "a process of the dead child outlived it"
+
+
+def test_the_step_isolation_a_worker_announces_is_shown_but_is_no_error(tmp_path):
+    said: list[str] = []
+    child = Child("compute", [sys.executable, "-c", ANNOUNCES], {})
+    supervisor = Supervisor([child], tmp_path / "log", tmp_path, said.append)
+    supervisor.start_all()
+    try:
+        deadline = time.monotonic() + 30
+        while not any("step isolation" in line for line in said) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        supervisor.stop_all()
+    assert "[compute] INFO step isolation: landlock: steps confined" in said
+    assert child.last_error == ""
