@@ -131,23 +131,25 @@ def _step_user() -> pwd.struct_passwd:
 
 
 def _cannot_run(python: str, work_root: Path, user: pwd.struct_passwd) -> str:
-    """Why `user` cannot start `python` in the work root, or "" if it can."""
-    try:
-        done = subprocess.run([python, "-c", "pass"], cwd=work_root, user=user.pw_uid,
-                              group=user.pw_gid, extra_groups=[], env={"PATH": os.defpath},
-                              capture_output=True, timeout=PROBE_TIMEOUT_S)
-    except (OSError, subprocess.SubprocessError) as exc:
-        done = None
-        error = str(exc)
-    if done is not None and done.returncode == 0:
-        return ""
-    if done is not None:
-        error = done.stderr.decode(errors="replace").strip()[-300:]
-    closed = closed_folder(os.path.realpath(python), user) or closed_folder(str(work_root), user)
+    """Why `user` cannot start `python` and reach the work root, or "" if it can. The folders
+    are checked first: a probe started in the work root would not tell (the child changes
+    folder before it changes user)."""
+    closed = (closed_folder(python, user) or closed_folder(os.path.realpath(python), user)
+              or closed_folder(str(work_root), user))
     if closed:
         return (f"user {user.pw_name} cannot reach {closed}: make it traversable "
                 f"(chmod o+x {closed})")
-    return f"user {user.pw_name} cannot run {python} in {work_root}: {error}"
+    try:
+        done = subprocess.run([python, "-c", "import os, sys; os.stat(sys.argv[1])",
+                               str(work_root)], cwd="/", user=user.pw_uid, group=user.pw_gid,
+                              extra_groups=[], env={"PATH": os.defpath}, capture_output=True,
+                              timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"user {user.pw_name} cannot run {python}: {exc}"
+    if done.returncode != 0:
+        error = done.stderr.decode(errors="replace").strip()[-300:]
+        return f"user {user.pw_name} cannot run {python} in {work_root}: {error}"
+    return ""
 
 
 def closed_folder(path: str, user: pwd.struct_passwd) -> str | None:

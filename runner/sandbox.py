@@ -26,11 +26,19 @@ EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 ABI_1_ACCESS = (1 << 13) - 1  # execute ... make_sym: every right of the first version
 REFER, TRUNCATE = 1 << 13, 1 << 14  # ABI 2, ABI 3
 READ_ONLY = EXECUTE | READ_FILE | READ_DIR
+# ABI 6: no signal to, and no abstract Unix socket of, a process outside the step's domain
+# (the worker, the server under the same user).
+SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
 FILE_ACCESS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE  # what a rule on a file may allow
 
 
 class ConfinementError(OSError):
     """The step could not be confined: it must not run."""
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
 
 
 class _PathBeneath(ctypes.Structure):
@@ -82,10 +90,10 @@ def ruleset(read_only, read_write):
         raise ConfinementError(0, "Landlock is not available in this kernel")
     handled = handled_access(abi)
     create, add_rule, _ = _numbers()
-    attr = ctypes.c_uint64(handled)
-    fd = _check(_syscall(ctypes.c_long(create), ctypes.byref(attr),
-                         ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0)),
-                "landlock_create_ruleset")
+    attr = _RulesetAttr(handled, 0, SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0)
+    size = ctypes.sizeof(attr) if abi >= 6 else ctypes.sizeof(ctypes.c_uint64)  # older: fs only
+    fd = _check(_syscall(ctypes.c_long(create), ctypes.byref(attr), ctypes.c_size_t(size),
+                         ctypes.c_uint32(0)), "landlock_create_ruleset")
     try:
         for paths, access in ((read_only, READ_ONLY), (read_write, handled)):
             for path in paths:

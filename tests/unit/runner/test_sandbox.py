@@ -35,6 +35,15 @@ def test_a_confined_process_opens_files_in_its_folder_only(tmp_path):
     assert _in_confined_child(None, lambda: open(outside).read()) == 0  # unconfined: it can
 
 
+@pytest.mark.skipif(sandbox.abi_version() < 6, reason="signal scoping needs Landlock ABI 6")
+def test_a_confined_process_cannot_signal_the_worker(tmp_path):
+    worker = os.getpid()
+    confinement = {"landlock": True, "read_only": [sys.base_prefix], "read_write": [str(tmp_path)]}
+    assert _in_confined_child(confinement, lambda: os.kill(worker, 0)) == 13  # EPERM
+    assert _in_confined_child(confinement, lambda: os.kill(os.getpid(), 0)) == 0  # itself: yes
+    assert _in_confined_child(None, lambda: os.kill(worker, 0)) == 0  # unconfined: it can
+
+
 def test_no_rule_encloses_the_var_dir_or_the_work_root(tmp_path):
     var, work = tmp_path / "var", tmp_path / "work"
     workdir = work / "run" / "step"
