@@ -28,13 +28,24 @@ ALWAYS_KILLS_ITSELF = """
     """
 
 
-@pytest.fixture
-def target(engine, workspace):
+def _worker_target(engine, workspace, extra_env=None):
     name = unique_target()
     ComputeTarget.objects.create(workspace=workspace, name=name)
-    worker = WorkerProcess(name, engine.url)
+    worker = WorkerProcess(name, engine.url, extra_env=extra_env)
     yield name
     worker.stop()
+
+
+@pytest.fixture
+def target(engine, workspace):
+    yield from _worker_target(engine, workspace)
+
+
+@pytest.fixture
+def unconfined_target(engine, workspace):
+    """A confined step may not signal its worker (S11): the step that kills its pool child,
+    standing in for the child's own death, runs unconfined."""
+    yield from _worker_target(engine, workspace, {"PIPELINES_STEP_ISOLATION": "none"})
 
 
 def run_to_end(workspace, owner, target, code, retries) -> Run:
@@ -89,7 +100,8 @@ KILLS_ITS_POOL_CHILD = """
 
 
 def test_a_step_that_always_kills_its_pool_child_makes_exactly_its_budget_of_attempts(
-        target, workspace, owner, settings):
+        unconfined_target, workspace, owner, settings):
+    target = unconfined_target
     settings.STEP_LOST_AFTER_S = 3  # the attempt is found lost from its missing heartbeats
     run = run_to_end(workspace, owner, target, KILLS_ITS_POOL_CHILD, retries=2)
     step = run.steps.get()
