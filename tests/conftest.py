@@ -6,10 +6,12 @@ import subprocess
 import pytest
 from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
+from django.db import connection
 
 from pipelines_ui.accounts.models import Membership, Workspace
 from pipelines_ui.compute.models import ComputeTarget
 from runner import broker
+from tests.support import AsgiServer
 
 _embedded_valkey: subprocess.Popen | None = None
 
@@ -77,6 +79,18 @@ def outsider(other_workspace):
 @pytest.fixture
 def local_target(workspace):
     return ComputeTarget.objects.create(workspace=workspace, name="local", max_concurrency=2)
+
+
+@pytest.fixture
+def asgi_server(transactional_db, settings, tmp_path):
+    """uvicorn on a free port against the test database, its sockets included; the test's
+    settings point workers at it."""
+    server = AsgiServer.on_test_database(str(connection.settings_dict["NAME"]),
+                                         tmp_path / "asgi.log")
+    settings.PIPELINES_SERVER_URL = server.url
+    settings.STEP_HEARTBEAT_S = 0.5
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ one's predicate with eval(), which the policy refuses.
 """
 
 import pytest
-from django.db import connection
 
 from pipelines_ui.accounts.models import Membership
 from pipelines_ui.compute.models import ComputeTarget
@@ -19,7 +18,7 @@ from pipelines_ui.runs.engine import submit_run
 from pipelines_ui.runs.models import MetricPoint
 from tests.browser.conftest import sign_in
 from tests.integration.runs.specs import script
-from tests.support import AsgiServer, WorkerProcess, unique_target, wait_until
+from tests.support import WorkerProcess, unique_target, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -30,17 +29,6 @@ document.addEventListener("securitypolicyviolation", (e) => window.reportViolati
   ` (${e.sourceFile}:${e.lineNumber}) ${e.sample}`));
 """
 POLICY_WORDS = ("Content Security Policy", "Refused to")
-
-
-@pytest.fixture
-def server(transactional_db, settings, tmp_path):
-    """uvicorn on a free port against the test database, its sockets included."""
-    server = AsgiServer.on_test_database(str(connection.settings_dict["NAME"]),
-                                         tmp_path / "asgi.log")
-    settings.PIPELINES_SERVER_URL = server.url
-    settings.STEP_HEARTBEAT_S = 0.5
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -81,9 +69,9 @@ def staff_owner(owner):
     return owner
 
 
-def test_the_main_pages_run_without_a_violation(watched, server, workspace, staff_owner,
+def test_the_main_pages_run_without_a_violation(watched, asgi_server, workspace, staff_owner,
                                                 components, other_workspace):
-    page, url = watched, server.url
+    page, url = watched, asgi_server.url
     Membership.objects.create(workspace=other_workspace, user=staff_owner, role="viewer")
     target = ComputeTarget.objects.create(workspace=workspace, name=unique_target())
     pipeline = Pipeline.objects.create(workspace=workspace, name="churn", spec={
@@ -129,17 +117,17 @@ TICKING = """
 
 
 def test_the_run_page_draws_its_graph_and_live_charts_without_a_violation(
-        watched, server, workspace, owner):
+        watched, asgi_server, workspace, owner):
     target = ComputeTarget.objects.create(workspace=workspace, name=unique_target(),
                                           max_concurrency=1)
     pipeline = Pipeline.objects.create(workspace=workspace, name="live", spec={
         "parameters": {}, "edges": [], "nodes": [script("train", TICKING, target=target.name)]})
     page = watched
-    sign_in(page, server.url, owner.username)
-    worker = WorkerProcess(target.name, server.url, key=issue_worker_key(target))
+    sign_in(page, asgi_server.url, owner.username)
+    worker = WorkerProcess(target.name, asgi_server.url, key=issue_worker_key(target))
     try:
         run = submit_run(pipeline, user=owner)
-        response = page.goto(f"{server.url}/runs/{run.pk}/")
+        response = page.goto(f"{asgi_server.url}/runs/{run.pk}/")
         assert "connect-src 'self'" in response.headers.get("content-security-policy", "")
         page.wait_for_selector("body[data-run-ready='1']")
         page.wait_for_selector("body[data-live='open']")  # the WebSocket
@@ -158,10 +146,10 @@ def test_the_run_page_draws_its_graph_and_live_charts_without_a_violation(
     assert page.problems == [], "\n".join(page.problems)
 
 
-def test_the_watch_sees_a_violation(watched, server, db):
+def test_the_watch_sees_a_violation(watched, asgi_server, db):
     """The two tests above would pass on a policy they cannot see: this one sees one."""
     page = watched
-    page.goto(f"{server.url}/accounts/login/")
+    page.goto(f"{asgi_server.url}/accounts/login/")
     page.evaluate("""() => { const s = document.createElement('script');
                              s.textContent = 'window.ran = 1'; document.head.append(s); }""")
     settle(page)

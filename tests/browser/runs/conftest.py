@@ -6,22 +6,10 @@ the channel layer (Redis, or the embedded Valkey).
 
 
 import pytest
-from django.db import connection
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.compute.services import issue_worker_key
-from tests.support import AsgiServer, WorkerProcess, unique_target
-
-
-@pytest.fixture
-def asgi_server(transactional_db, settings, tmp_path):
-    """uvicorn on a free port against the test database; the test's settings point at it."""
-    server = AsgiServer.on_test_database(str(connection.settings_dict["NAME"]),
-                                         tmp_path / "asgi.log")
-    settings.PIPELINES_SERVER_URL = server.url
-    settings.STEP_HEARTBEAT_S = 0.5
-    yield server
-    server.stop()
+from tests.support import WorkerProcess, unique_target
 
 
 @pytest.fixture

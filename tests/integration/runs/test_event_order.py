@@ -9,7 +9,6 @@ reporting to that server (the broadcasts leave from the process the reports reac
 import json
 
 import pytest
-from django.db import connection
 from django.test import Client
 from websockets.sync.client import connect
 
@@ -18,22 +17,13 @@ from pipelines_ui.compute.services import issue_worker_key
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.engine import submit_run
 from tests.integration.runs.specs import edge, script
-from tests.support import AsgiServer, WorkerProcess, unique_target
+from tests.support import WorkerProcess, unique_target
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 FINAL_RUN_STATES = {"succeeded", "failed", "canceled"}
 FINAL_STEP_STATES = {"succeeded", "failed", "canceled", "skipped", "reused"}
 QUIET_AFTER_S = 2.0  # how long the socket is read on after the run's final event
-
-
-@pytest.fixture
-def server(transactional_db, settings, tmp_path):
-    server = AsgiServer.on_test_database(str(connection.settings_dict["NAME"]),
-                                         tmp_path / "asgi.log")
-    settings.PIPELINES_SERVER_URL = server.url
-    yield server
-    server.stop()
 
 
 def spec(target: str) -> dict:
@@ -65,14 +55,14 @@ def events_until_the_run_ends(socket) -> list[dict]:
         return events
 
 
-def test_the_runs_final_event_follows_the_final_event_of_each_step(server, workspace, owner):
+def test_the_runs_final_event_follows_the_final_event_of_each_step(asgi_server, workspace, owner):
     target = ComputeTarget.objects.create(workspace=workspace, name=unique_target())
     pipeline = Pipeline.objects.create(workspace=workspace, name="fan", spec=spec(target.name))
     run = submit_run(pipeline, user=owner)  # queued: no worker yet, so no event missed
-    url = f"ws://127.0.0.1:{server.port}/ws/runs/{run.pk}/"
-    headers = {"Origin": server.url, "Cookie": f"sessionid={session_cookie(owner)}"}
+    url = f"ws://127.0.0.1:{asgi_server.port}/ws/runs/{run.pk}/"
+    headers = {"Origin": asgi_server.url, "Cookie": f"sessionid={session_cookie(owner)}"}
     with connect(url, additional_headers=headers, open_timeout=10) as socket:
-        worker = WorkerProcess(target.name, server.url, key=issue_worker_key(target))
+        worker = WorkerProcess(target.name, asgi_server.url, key=issue_worker_key(target))
         try:
             events = events_until_the_run_ends(socket)
         finally:

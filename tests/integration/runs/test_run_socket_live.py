@@ -9,7 +9,6 @@ import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import channel_layers, get_channel_layer
-from django.db import connection
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -17,20 +16,11 @@ from pipelines_ui.accounts.models import ApiToken
 from pipelines_ui.pipelines.models import Pipeline
 from pipelines_ui.runs.broadcast import group_name
 from pipelines_ui.runs.models import Run
-from tests.support import AsgiServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 SPEC = {"parameters": {}, "edges": [], "nodes": [
     {"id": "only", "component": "python-script@1", "compute": "local"}]}
-
-
-@pytest.fixture
-def server(transactional_db, tmp_path):
-    server = AsgiServer.on_test_database(str(connection.settings_dict["NAME"]),
-                                         tmp_path / "asgi.log")
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -44,8 +34,8 @@ def key(viewer, workspace) -> str:
     return ApiToken.issue(workspace, viewer, "script", ["read"])[1]
 
 
-def socket_url(server, run_id: int, query: str = "") -> str:
-    return f"ws://127.0.0.1:{server.port}/ws/runs/{run_id}/{query}"
+def socket_url(asgi_server, run_id: int, query: str = "") -> str:
+    return f"ws://127.0.0.1:{asgi_server.port}/ws/runs/{run_id}/{query}"
 
 
 def broadcast_until_received(socket, run_id: int) -> dict:
@@ -63,26 +53,26 @@ def broadcast_until_received(socket, run_id: int) -> dict:
     raise AssertionError("no event reached the socket")
 
 
-def test_a_token_socket_receives_the_runs_events(server, run, key):
-    with connect(socket_url(server, run.pk),
+def test_a_token_socket_receives_the_runs_events(asgi_server, run, key):
+    with connect(socket_url(asgi_server, run.pk),
                  additional_headers={"Authorization": f"Token {key}"}) as socket:
         assert broadcast_until_received(socket, run.pk)["status"] == "running"
 
 
-def test_a_ticket_opens_the_socket_once(server, run, key):
-    answer = httpx.post(f"{server.url}/api/socket-tickets/",
+def test_a_ticket_opens_the_socket_once(asgi_server, run, key):
+    answer = httpx.post(f"{asgi_server.url}/api/socket-tickets/",
                         headers={"Authorization": f"Token {key}"})
     assert answer.status_code == 201, answer.text
-    url = socket_url(server, run.pk, f"?ticket={answer.json()['ticket']}")
+    url = socket_url(asgi_server, run.pk, f"?ticket={answer.json()['ticket']}")
     with connect(url) as socket:
         assert broadcast_until_received(socket, run.pk)["status"] == "running"
     with pytest.raises(InvalidStatus):
         connect(url)
 
 
-def test_a_token_of_another_workspace_fails_the_handshake(server, run, outsider,
+def test_a_token_of_another_workspace_fails_the_handshake(asgi_server, run, outsider,
                                                          other_workspace):
     theirs = ApiToken.issue(other_workspace, outsider, "theirs", ["read"])[1]
     with pytest.raises(InvalidStatus):
-        connect(socket_url(server, run.pk),
+        connect(socket_url(asgi_server, run.pk),
                 additional_headers={"Authorization": f"Token {theirs}"})

@@ -6,13 +6,12 @@ tests), the SDK polls: tests/integration/sdk/test_runs.py."""
 import io
 
 import pytest
-from django.db import connection
 
 from pipelines_ui.accounts.models import ApiToken
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.compute.services import issue_worker_key
 from runner.sdk import Client, Pipeline, PythonScriptStep
-from tests.support import AsgiServer, WorkerProcess, unique_target
+from tests.support import WorkerProcess, unique_target
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -27,16 +26,6 @@ while not flag.exists() and time.monotonic() < deadline:
     time.sleep(0.05)
 print('released' if flag.exists() else 'never released', flush=True)
 """
-
-
-@pytest.fixture
-def asgi_server(transactional_db, settings, tmp_path):
-    server = AsgiServer.on_test_database(str(connection.settings_dict["NAME"]),
-                                         tmp_path / "asgi.log")
-    settings.PIPELINES_SERVER_URL = server.url
-    settings.STEP_HEARTBEAT_S = 0.5
-    yield server
-    server.stop()
 
 
 @pytest.fixture
