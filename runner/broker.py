@@ -16,6 +16,8 @@ from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
 
+from runner.key_files import keep_key_file
+
 # A message that no consumer could read is set aside instead of stopping the worker.
 TRANSPORT_ALIASES.update(redis="runner.redis_transport:Transport",
                          rediss="runner.redis_transport:Transport")
@@ -33,15 +35,31 @@ def var_dir() -> Path:
 
 
 def embedded_socket(root: Path | None = None) -> Path:
-    return (root or var_dir()) / "run" / "valkey.sock"
+    return _run_folder(root) / "valkey.sock"
+
+
+def embedded_password(root: Path | None = None) -> str:
+    """The embedded Valkey's password, kept beside its socket. Landlock does not govern
+    connecting to a socket by path, so a step confined by it alone (as the worker's user) can
+    reach the socket: without the password it can do nothing there (S11)."""
+    return keep_key_file(_run_folder(root) / "valkey.key", lambda: os.urandom(32).hex())
+
+
+def _run_folder(root: Path | None) -> Path:
+    """The embedded Valkey's socket, password and configuration: this user's alone."""
+    folder = (root or var_dir()) / "run"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    return folder
 
 
 def embedded_broker_url(root: Path | None = None) -> str:
-    return f"redis+socket://{embedded_socket(root)}?virtual_host={BROKER_DB}"
+    return (f"redis+socket://:{embedded_password(root)}@{embedded_socket(root)}"
+            f"?virtual_host={BROKER_DB}")
 
 
 def embedded_redis_url(root: Path | None = None) -> str:
-    return f"unix://{embedded_socket(root)}?db={LAYER_DB}"
+    return f"unix://:{embedded_password(root)}@{embedded_socket(root)}?db={LAYER_DB}"
 
 
 def broker_url() -> str:
@@ -65,13 +83,23 @@ def valkey_command(root: Path, *, persist: bool = True) -> list[str]:
         raise ValueError(f"the embedded broker's socket path is too long for the system: "
                          f"{socket}; set PIPELINES_VAR_DIR to a shorter folder")
     data = root / "valkey"
-    for folder in (socket.parent, data):
-        folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o700)
-    return [str(get_binary_path()), "--port", "0", "--unixsocket", str(socket),
+    data.mkdir(parents=True, exist_ok=True)
+    data.chmod(0o700)
+    return [str(get_binary_path()), str(_configuration(root)), "--port", "0",
+            "--unixsocket", str(socket),
             "--unixsocketperm", "700", "--dir", str(data),
             "--appendonly", "yes" if persist else "no", "--appendfsync", "everysec",
             "--save", "", "--daemonize", "no", "--databases", "4", "--loglevel", "warning"]
+
+
+def _configuration(root: Path) -> Path:
+    """A configuration file with the password: on the command line, any process of the
+    machine could read it in /proc."""
+    path = _run_folder(root) / "valkey.conf"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(f"requirepass {embedded_password(root)}\n")
+    return path
 
 
 def start_embedded_valkey(root: Path, *, persist: bool = True, **popen: Any
@@ -85,7 +113,8 @@ def start_embedded_valkey(root: Path, *, persist: bool = True, **popen: Any
 def valkey_answers(root: Path) -> bool:
     import redis
 
-    client = redis.Redis(unix_socket_path=str(embedded_socket(root)), socket_timeout=1)
+    client = redis.Redis(unix_socket_path=str(embedded_socket(root)), socket_timeout=1,
+                         password=embedded_password(root))
     try:
         return bool(client.ping())
     except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):

@@ -54,8 +54,8 @@ def _client(url: str) -> redis.Redis | None:
     parts = urlsplit(url)
     if parts.scheme == "redis+socket":
         db = parse_qs(parts.query).get("virtual_host", ["0"])[0] or "0"
-        return redis.Redis(unix_socket_path=parts.path, db=int(db), socket_timeout=TIMEOUT_S,
-                           socket_connect_timeout=TIMEOUT_S)
+        return redis.Redis(unix_socket_path=parts.path, db=int(db), password=parts.password,
+                           socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
     if parts.scheme in ("redis", "rediss"):
         return redis.Redis.from_url(url, socket_timeout=TIMEOUT_S,
                                     socket_connect_timeout=TIMEOUT_S)

@@ -64,14 +64,17 @@ def _state_files(tmp_var: Path, other_workdir: Path, key: str,
     for path, text in ((Path(database), "SQLite format 3"),
                        (Path(settings.SECRET_KEY_FILE), "a-secret-key-the-server-signs-with"),
                        (Path(settings.PIPELINES_SECRETS_KEY_FILE), "a-fernet-key"),
-                       (tmp_var / "worker.key", key)):
+                       (tmp_var / "worker.key", key),
+                       (tmp_var / "run" / "valkey.key", "the-embedded-brokers-password")):
         if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             path.chmod(0o600)
             stand_ins.append(path)
     return {"database": str(database), "secret_key": str(settings.SECRET_KEY_FILE),
             "secrets_key": str(settings.PIPELINES_SECRETS_KEY_FILE),
             "worker_key": str(tmp_var / "worker.key"),
+            "broker_password": str(tmp_var / "run" / "valkey.key"),
             "datastore": settings.DATASTORE_URL.removeprefix("file://"),
             "other_run": str(other_workdir / "params.json"), "var": str(tmp_var)}
 

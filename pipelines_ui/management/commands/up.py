@@ -22,11 +22,11 @@ from django.core.management.utils import get_random_secret_key
 
 from pipelines_ui.compute.models import ComputeTarget
 from pipelines_ui.compute.services import issue_worker_key
-from pipelines_ui.key_files import keep_key_file
 from pipelines_ui.secrets import keys
 from pipelines_ui.services import seed_demo
 from pipelines_ui.supervisor import Child, Supervisor
 from runner import broker
+from runner.key_files import keep_key_file
 
 # Valkey's advice on vm.overcommit_memory concerns its background saves on a busy server, not
 # a new user's first minute: it stays in the broker's log.

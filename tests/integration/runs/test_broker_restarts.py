@@ -85,11 +85,11 @@ def test_a_broker_that_does_not_answer_or_is_not_redis_is_no_restart(private_red
 def test_the_embedded_brokers_socket_url_is_understood(tmp_path, fresh_reconciler):
     sock = tmp_path / "redis.sock"
     server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock),
-                               "--save", "", "--appendonly", "no"],
+                               "--save", "", "--appendonly", "no", "--requirepass", "pw"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        url = f"redis+socket://{sock}?virtual_host=1"
-        client = redis.Redis(unix_socket_path=str(sock), db=1)
+        url = f"redis+socket://:pw@{sock}?virtual_host=1"  # as the embedded one's, password too
+        client = redis.Redis(unix_socket_path=str(sock), db=1, password="pw")
         wait_until(lambda: _answers(client), timeout=10)
         broker_restarted(url)
         assert client.get(RUN_ID_KEY) is not None

@@ -40,10 +40,11 @@ def test_nothing_set_runs_embedded_under_var(tmp_path):
     assert found["db_name"] == str(var / "db.sqlite3")
     assert "journal_mode=WAL" in found["wal"]
     socket = var / "run" / "valkey.sock"  # the embedded Valkey of `make up`
-    assert found["broker"] == f"redis+socket://{socket}?virtual_host=1"
+    password = (var / "run" / "valkey.key").read_text().strip()  # kept there, for all
+    assert found["broker"] == f"redis+socket://:{password}@{socket}?virtual_host=1"
     assert found["transport"] == {"visibility_timeout": 8 * 3600}
     assert found["layer"] == "channels_redis.core.RedisChannelLayer"
-    assert found["redis"] == f"unix://{socket}?db=0"
+    assert found["redis"] == f"unix://:{password}@{socket}?db=0"
     assert found["datastore"] == (var / "datastore").as_uri()
     assert found["debug"] is False
 

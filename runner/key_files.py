@@ -1,5 +1,6 @@
-"""Keys that `manage.py up` keeps under var/ when the environment names none (the server's
-SECRET_KEY, the secrets key of S17): written once, readable by the server's user only."""
+"""Keys kept under var/ when the environment names none (the server's SECRET_KEY and the
+secrets key of S17, which `manage.py up` writes; the embedded Valkey's password): written once,
+readable by their owner only."""
 
 from __future__ import annotations
 
