@@ -33,8 +33,23 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+class Chromium:
+    """One Chromium per module, started again if it died: a browser that crashes fails the
+    test it crashed in, not every test after it in the module."""
+
+    def __init__(self, playwright) -> None:
+        self.playwright = playwright
+        self.browser = None
+
+    def get(self):
+        if self.browser is None or not self.browser.is_connected():
+            self.browser = self.playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        return self.browser
+
+
 @pytest.fixture(scope="module")
-def browser():
+def chromium():
     """Per module: while Playwright runs, its event loop occupies this thread, which later
     tests that call async_to_sync (socket tests) must have back."""
     if not shutil.which(CHROMIUM):
@@ -42,10 +57,15 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        launched = Chromium(playwright)
+        yield launched
+        if launched.browser is not None and launched.browser.is_connected():
+            launched.browser.close()
+
+
+@pytest.fixture
+def browser(chromium):
+    return chromium.get()
 
 
 @pytest.fixture
