@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -31,6 +30,7 @@ from rest_framework.views import APIView
 
 from pipelines_ui.accounts.models import ApiToken
 from pipelines_ui.api_base import token_of
+from pipelines_ui.redis_clients import redis_client
 
 TICKET_TTL_S = 60.0
 KEY_PREFIX = "socket-ticket"
@@ -80,16 +80,8 @@ def _key(ticket: str) -> str:
     return f"{KEY_PREFIX}:{hashlib.sha256(ticket.encode()).hexdigest()}"
 
 
-_clients: dict[str, redis.Redis] = {}
-
-
 def _redis() -> redis.Redis:
-    client = _clients.get(settings.REDIS_URL)
-    if client is None:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2,
-                                      socket_connect_timeout=2)
-        _clients[settings.REDIS_URL] = client
-    return client
+    return redis_client(timeout_s=2)
 
 
 # --- The API route ---------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
+from pipelines_ui.redis_clients import redis_client
+
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "pui:sign-in"
@@ -154,13 +156,5 @@ return {0, '0'}
 _local: dict[str, dict[str, float]] = {}  # window -> {member: when taken}
 _LOCAL_MAX_WINDOWS = 10_000
 _local_lock = threading.Lock()
-_clients: dict[str, redis.Redis] = {}
-
-
 def _redis() -> redis.Redis:
-    client = _clients.get(settings.REDIS_URL)
-    if client is None:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5,
-                                      socket_connect_timeout=0.5)
-        _clients[settings.REDIS_URL] = client
-    return client
+    return redis_client(timeout_s=0.5)

@@ -31,6 +31,7 @@ from django.db import transaction
 from rest_framework import status
 from rest_framework.exceptions import Throttled
 
+from pipelines_ui.redis_clients import redis_client
 from pipelines_ui.runs.models import Run
 
 log = logging.getLogger(__name__)
@@ -127,16 +128,8 @@ return {1, '0'}
 
 _local: dict[str, collections.deque[float]] = {}
 _local_lock = threading.Lock()
-_clients: dict[str, redis.Redis] = {}
-
-
 def _redis() -> redis.Redis:
-    client = _clients.get(settings.REDIS_URL)
-    if client is None:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5,
-                                      socket_connect_timeout=0.5)
-        _clients[settings.REDIS_URL] = client
-    return client
+    return redis_client(timeout_s=0.5)
 
 
 def _identity(obj: Any) -> str:
